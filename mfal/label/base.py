@@ -1,0 +1,35 @@
+"""The labeler interface: structures + fidelity -> FrameDocs (ok, or failed/quarantined with a reason).
+
+Every labeler records the cost of each label in core-seconds. A failed calculation is returned as a
+FrameDoc with ``status="failed"`` or ``"quarantined"`` and ``status_reason``; it never raises for a
+single bad calculation (it raises :class:`mfal.errors.LabelError` only when it cannot run at all).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from pymatgen.core import Structure
+
+from mfal.store.docs import FrameDoc
+
+
+@runtime_checkable
+class Labeler(Protocol):
+    """Labels structures at one fidelity."""
+
+    name: str
+
+    def label(
+        self,
+        structures: Sequence[Structure],
+        fidelity: str,
+        *,
+        workdir: Path | None = None,
+        campaign: str | None = None,
+        round: int | None = None,
+    ) -> list[FrameDoc]:
+        """Return one FrameDoc per structure, in order (status ok, failed or quarantined)."""
+        ...

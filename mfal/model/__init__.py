@@ -1,0 +1,1 @@
+"""Multi-fidelity CHGNet model, ensemble, checkpoints, ASE calculator."""
