@@ -1,0 +1,208 @@
+"""Extended-XYZ export/import of :class:`~mfal.store.docs.FrameDoc` frames (via ASE).
+
+Layout of one frame (readable by ``ase.io.read(path, index=":")``):
+
+- calculator results (ASE's ``SinglePointCalculator``, so ``atoms.get_potential_energy()`` etc. work):
+  ``energy`` (eV, total per cell), ``forces`` (eV/Å, per-atom array), ``stress`` (**ASE units and Voigt order**:
+  eV/Å³, ``[xx, yy, zz, yz, xz, xy]``; ASE's sign is the same as CHGNet's, i.e. positive = tensile, so
+  ``stress_ase = stress_gpa / 160.2176634``), ``magmoms`` (μB per site, per-atom array; HF frames only);
+- ``info["mfal_stress_gpa"]``: the exact 3×3 stress in GPa, CHGNet sign (= VASP stress × −0.1), flattened
+  row-major to 9 numbers; when present it takes precedence over ASE's ``stress`` on reading;
+- ``info`` strings/numbers: ``frame_id``, ``fidelity``, ``source``, ``status``, ``status_reason``, ``calc_code``,
+  ``mfal_calc`` (the full calc summary as JSON), ``cost`` (core-seconds), ``campaign``, ``round``, ``task_dir``,
+  ``task_id``, ``created_at`` (ISO 8601).
+
+Frames from other tools (no ``fidelity``/``frame_id`` info) are accepted when a fidelity is given; their
+``frame_id`` is derived from structure, fidelity and calc as for every other frame.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mfal.errors import DataError
+from mfal.fidelity import DEFAULT_FIDELITIES, UnknownFidelityError, check_fidelity
+from mfal.store.docs import FrameDoc
+
+logger = logging.getLogger(__name__)
+
+#: 1 GPa in eV/Å³ is 1/EV_A3_TO_GPA
+EV_A3_TO_GPA = 160.21766208
+
+_STR_FIELDS = ("source", "status", "status_reason", "campaign", "task_dir", "task_id")
+
+
+def frame_to_atoms(frame: FrameDoc):
+    """ASE ``Atoms`` of one frame with its labels attached (see the module docstring for the layout)."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    atoms = AseAtomsAdaptor.get_atoms(frame.get_structure())
+    # AseAtomsAdaptor copies site properties such as magmom into initial_magmoms; keep only our labels
+    for key in list(atoms.arrays):
+        if key not in ("numbers", "positions"):
+            del atoms.arrays[key]
+    results: dict[str, Any] = {}
+    if frame.energy is not None:
+        results["energy"] = float(frame.energy)
+    if frame.forces is not None:
+        results["forces"] = np.asarray(frame.forces, dtype=float)
+    if frame.stress is not None:
+        s = np.asarray(frame.stress, dtype=float) / EV_A3_TO_GPA
+        results["stress"] = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
+        atoms.info["mfal_stress_gpa"] = np.asarray(frame.stress, dtype=float).reshape(9)
+    if frame.magmoms is not None:
+        results["magmoms"] = np.asarray(frame.magmoms, dtype=float)
+    if results:
+        atoms.calc = SinglePointCalculator(atoms, **results)
+    info: dict[str, Any] = {
+        "frame_id": frame.frame_id,
+        "fidelity": frame.fidelity,
+        "cost": float(frame.cost),
+        "created_at": frame.created_at.isoformat(),
+    }
+    for key in _STR_FIELDS:
+        value = getattr(frame, key)
+        if value not in (None, ""):  # ASE's extxyz writer mangles empty strings
+            info[key] = str(value)
+    if frame.round is not None:
+        info["round"] = int(frame.round)
+    if frame.calc:
+        info["mfal_calc"] = json.dumps(frame.calc, sort_keys=True, default=str)
+        if frame.calc.get("code"):
+            info["calc_code"] = str(frame.calc["code"])
+    atoms.info.update(info)
+    return atoms
+
+
+def write_extxyz(frames: Iterable[FrameDoc], path: str | Path | Any) -> int:
+    """Write ``frames`` to an extxyz file (``path``: file path or an open text stream); returns the count."""
+    import ase.io
+
+    images = [frame_to_atoms(f) for f in frames]
+    if isinstance(path, str | Path):
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        ase.io.write(tmp, images, format="extxyz")
+        tmp.replace(path)  # nothing half-written
+    else:
+        ase.io.write(path, images, format="extxyz")
+    return len(images)
+
+
+def atoms_to_frame(
+    atoms,
+    *,
+    fidelity: str | None = None,
+    source: str = "import",
+    where: str = "atoms",
+) -> FrameDoc:
+    """FrameDoc from ASE ``Atoms`` written by :func:`write_extxyz` or another tool.
+
+    ``fidelity``: used when the frame has no ``fidelity`` info; if both are given they must agree.
+    ``where`` names the frame in error messages (e.g. ``"data.xyz frame 3"``).
+    """
+    from pymatgen.core import Lattice, Structure
+
+    info = dict(atoms.info)
+    results = dict(atoms.calc.results) if atoms.calc is not None else {}
+    file_fid = info.get("fidelity")
+    if file_fid is not None and fidelity is not None and str(file_fid) != fidelity:
+        raise DataError(f"{where}: fidelity={file_fid!r} in the file but {fidelity!r} was requested")
+    fid = str(file_fid) if file_fid is not None else fidelity
+    if fid is None:
+        raise DataError(f"{where}: no 'fidelity' info key; pass a fidelity (one of {list(DEFAULT_FIDELITIES)})")
+    try:
+        check_fidelity(fid)
+    except UnknownFidelityError as err:
+        raise DataError(f"{where}: {err}") from err
+
+    if not atoms.pbc.all() or atoms.cell.rank != 3:
+        raise DataError(f"{where}: needs a periodic 3D cell (pbc={atoms.pbc.tolist()})")
+    try:
+        structure = Structure(
+            Lattice(np.asarray(atoms.cell[:])),
+            atoms.get_chemical_symbols(),
+            atoms.positions,
+            coords_are_cartesian=True,
+        )
+    except ValueError as err:
+        raise DataError(f"{where}: not a valid structure ({err})") from err
+
+    energy = results.get("energy", info.get("energy"))
+    forces = results.get("forces", atoms.arrays.get("forces"))
+    magmoms = results.get("magmoms", atoms.arrays.get("magmoms"))
+    stress = None
+    if "mfal_stress_gpa" in info:
+        stress = np.asarray(info["mfal_stress_gpa"], dtype=float).reshape(3, 3)
+    elif results.get("stress") is not None:
+        from ase.stress import voigt_6_to_full_3x3_stress
+
+        s = np.asarray(results["stress"], dtype=float)
+        stress = (voigt_6_to_full_3x3_stress(s) if s.shape == (6,) else s.reshape(3, 3)) * EV_A3_TO_GPA
+
+    calc: dict[str, Any] = {}
+    if "mfal_calc" in info:
+        try:
+            calc = json.loads(str(info["mfal_calc"]))
+        except json.JSONDecodeError as err:
+            raise DataError(f"{where}: info 'mfal_calc' is not valid JSON ({err})") from err
+    elif info.get("calc_code") is not None:
+        calc = {"code": str(info["calc_code"])}
+
+    fields: dict[str, Any] = {"energy": None if energy is None else float(energy)}
+    fields["forces"] = forces
+    fields["stress"] = stress
+    fields["magmoms"] = magmoms
+    for key in _STR_FIELDS:
+        if info.get(key) is not None:
+            fields[key] = str(info[key])
+    fields.setdefault("source", source)
+    if info.get("round") is not None:
+        fields["round"] = int(info["round"])
+    if info.get("cost") is not None:
+        fields["cost"] = float(info["cost"])
+    if info.get("created_at") is not None:
+        fields["created_at"] = str(info["created_at"])
+    frame_id = info.get("frame_id")
+    if isinstance(frame_id, str) and frame_id:
+        fields["frame_id"] = frame_id
+    elif frame_id is not None:
+        # ASE parses an all-digit hex id as a number; the id is re-derived from structure+fidelity+calc
+        logger.warning("%s: frame_id %r was not read back as text; re-deriving it", where, frame_id)
+    try:
+        return FrameDoc.from_structure(structure, fidelity=fid, calc=calc, **fields)
+    except ValueError as err:  # pydantic ValidationError is a ValueError
+        msg = str(err).splitlines()
+        raise DataError(f"{where}: not a valid frame: {' '.join(m.strip() for m in msg[:3])}") from err
+
+
+def read_extxyz(path: str | Path, *, fidelity: str | None = None, source: str = "import") -> list[FrameDoc]:
+    """Read every frame of an extxyz file as FrameDocs (all frames are validated; any bad one raises DataError).
+
+    ``fidelity``: for frames without a ``fidelity`` info key ("lf"/"hf"; ``None`` or ``"auto"`` = from the file).
+    ``source``: for frames without a ``source`` info key.
+    """
+    import ase.io
+
+    path = Path(path)
+    if fidelity == "auto":
+        fidelity = None
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        images = ase.io.read(path, index=":", format="extxyz")
+    except Exception as err:  # ASE raises many types (ValueError, IndexError, XYZError, ...) on bad files
+        raise DataError(f"{path}: not a readable extxyz file ({type(err).__name__}: {err})") from err
+    if not images:
+        raise DataError(f"{path}: contains no frames")
+    return [
+        atoms_to_frame(atoms, fidelity=fidelity, source=source, where=f"{path} frame {i}")
+        for i, atoms in enumerate(images)
+    ]

@@ -1,0 +1,41 @@
+"""Store test helpers: small labeled frames built from the real LiFePO4 cell."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mfal.store.docs import FrameDoc
+
+
+def make_frames(structure, n: int, *, fidelity: str = "hf", seed: int = 0, **fields) -> list[FrameDoc]:
+    """``n`` distinct rattled copies of ``structure`` with random but physical-looking labels."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for _ in range(n):
+        s = structure.copy()
+        s.perturb(0.05, min_distance=0.01)
+        nat = len(s)
+        stress = rng.normal(0, 1.0, (3, 3))
+        frames.append(
+            FrameDoc.from_structure(
+                s,
+                fidelity=fidelity,
+                source=fields.get("source", "teacher"),
+                calc={"code": "chgnet-teacher", "model": "0.3.0" if fidelity == "hf" else "0.2.0"},
+                energy=float(-6.5 * nat + rng.normal()),
+                forces=rng.normal(0, 0.5, (nat, 3)),
+                stress=(stress + stress.T) / 2,
+                magmoms=rng.uniform(0, 4.5, nat) if fidelity == "hf" else None,
+                **{k: v for k, v in fields.items() if k != "source"},
+            )
+        )
+    return frames
+
+
+@pytest.fixture
+def frames_factory(lifepo4):
+    def factory(n: int = 3, **kw):
+        return make_frames(lifepo4, n, **kw)
+
+    return factory
