@@ -1,0 +1,205 @@
+"""Surrogate-fidelity labeler ("teacher"): pretrained CHGNet models from the chgnet wheel.
+
+Two different but related potential-energy surfaces in milliseconds: by default LF = CHGNet 0.2.0 with the
+moments dropped, HF = CHGNet 0.3.0 with moments. Labels are *surrogate* labels (``source="teacher"``,
+``calc["surrogate"] = True``); they never stand in for DFT in scientific claims.
+
+Cost per label (core-seconds) comes from the config: by default the CP2K timings measured on 28-atom LiFePO4
+with 2 cores (LF 95 s, HF 135 s wall → 190 / 270 core-s), scaled as ``(n_atoms / 28) ** cost_exponent``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import logging
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+from pymatgen.core import Structure
+
+from mfal.errors import ConfigError, LabelError
+from mfal.fidelity import check_fidelity
+from mfal.label.quality import QualityConfig, check_forces
+from mfal.store.docs import FrameDoc, structure_fingerprint
+
+log = logging.getLogger(__name__)
+
+KNOWN_MODELS = ("0.2.0", "0.3.0", "r2scan")
+
+
+class TeacherFidelity(BaseModel):
+    """Which pretrained CHGNet stands in for one fidelity, and what a label costs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(description=f"pretrained CHGNet model name, one of {list(KNOWN_MODELS)}")
+    magmoms: bool = Field(description="return per-site moments (μB) with the labels")
+    cost_ref: float = Field(gt=0, description="cost of one label of the reference cell (core-seconds)")
+
+
+def _default_fidelities() -> dict[str, TeacherFidelity]:
+    return {
+        "lf": TeacherFidelity(model="0.2.0", magmoms=False, cost_ref=2 * 95.0),
+        "hf": TeacherFidelity(model="0.3.0", magmoms=True, cost_ref=2 * 135.0),
+    }
+
+
+class TeacherConfig(BaseModel):
+    """Settings of the teacher labeler (every knob has a default)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fidelities: dict[str, TeacherFidelity] = Field(default_factory=_default_fidelities)
+    cost_ref_atoms: int = Field(28, gt=0, description="atom count of the reference cell the costs refer to")
+    cost_exponent: float = Field(1.0, ge=0, description="cost ∝ (n_atoms / cost_ref_atoms) ** cost_exponent")
+    device: str = Field("cpu", description="auto, cpu or cuda")
+    batch_size: int = Field(16, gt=0)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
+    fail_ids: list[str] = Field(
+        default_factory=list,
+        description="failure injection (tests): frame ids, structure fingerprints or "
+        "structure.properties['id'/'candidate_id'] values whose labels come back failed",
+    )
+    fail_rate: float = Field(0.0, ge=0, le=1, description="failure injection: fraction of labels that fail")
+    seed: int = Field(0, description="seed of the failure injection (deterministic per structure)")
+
+
+@lru_cache(maxsize=4)
+def _load_chgnet(model_name: str, device: str) -> Any:
+    """Load (once per process) a pretrained CHGNet model from the chgnet wheel."""
+    from chgnet.model import CHGNet
+
+    if model_name not in KNOWN_MODELS:
+        raise ConfigError(f"teacher model={model_name!r} not in {list(KNOWN_MODELS)}")
+    with contextlib.redirect_stdout(io.StringIO()) as out:  # chgnet prints its parameter count
+        model = CHGNet.load(model_name=model_name, use_device=device, verbose=False)
+    log.debug("loaded CHGNet %s on %s: %s", model_name, device, out.getvalue().strip())
+    model.eval()
+    return model
+
+
+def _unit_hash(seed: int, key: str) -> float:
+    """Deterministic number in [0, 1) from seed and key."""
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+class TeacherLabeler:
+    """Labels structures with pretrained CHGNet models standing in for the fidelities (surrogate labels)."""
+
+    name = "teacher"
+
+    def __init__(self, config: TeacherConfig | None = None, **options: Any) -> None:
+        if config is not None and options:
+            raise ConfigError("teacher labeler: pass either config or keyword options, not both")
+        try:
+            self.config = config or TeacherConfig(**options)
+        except ValueError as err:
+            raise ConfigError(f"teacher labeler options: {err}") from err
+
+    def cost(self, n_atoms: int, fidelity: str) -> float:
+        """Configured cost of one label of a cell with ``n_atoms`` atoms (core-seconds)."""
+        fid = self._fidelity(fidelity)
+        cfg = self.config
+        return fid.cost_ref * (n_atoms / cfg.cost_ref_atoms) ** cfg.cost_exponent
+
+    def calc_summary(self, fidelity: str) -> dict[str, Any]:
+        """The ``calc`` dict stored with every teacher frame of ``fidelity``."""
+        fid = self._fidelity(fidelity)
+        return {
+            "code": "chgnet-teacher",
+            "model": fid.model,
+            "surrogate": True,
+            "magmoms": fid.magmoms,
+            "ispin": 2 if fid.magmoms else 1,
+        }
+
+    def _fidelity(self, fidelity: str) -> TeacherFidelity:
+        try:
+            return self.config.fidelities[fidelity]
+        except KeyError:
+            check_fidelity(fidelity)  # raises UnknownFidelityError for names outside lf/hf
+            raise ConfigError(
+                f"teacher labeler: fidelity={fidelity!r} not configured (have {sorted(self.config.fidelities)})"
+            ) from None
+
+    def _injected_failure(self, structure: Structure, frame_id: str, fingerprint: str) -> str | None:
+        cfg = self.config
+        keys = {frame_id, fingerprint}
+        for prop in ("id", "candidate_id"):
+            value = (structure.properties or {}).get(prop)
+            if value is not None:
+                keys.add(str(value))
+        if keys & set(cfg.fail_ids):
+            return "injected failure (fail_ids)"
+        if cfg.fail_rate > 0 and _unit_hash(cfg.seed, fingerprint) < cfg.fail_rate:
+            return f"injected failure (fail_rate={cfg.fail_rate}, seed={cfg.seed})"
+        return None
+
+    def label(
+        self,
+        structures: Sequence[Structure],
+        fidelity: str,
+        *,
+        workdir: Path | None = None,
+        campaign: str | None = None,
+        round: int | None = None,
+    ) -> list[FrameDoc]:
+        """One FrameDoc per structure, in order: energy (eV, total), forces (eV/Å), stress (GPa), HF moments (μB)."""
+        from mfal.device import resolve_device
+
+        fid = self._fidelity(fidelity)
+        calc = self.calc_summary(fidelity)
+        common = {"fidelity": fidelity, "source": "teacher", "calc": calc, "campaign": campaign, "round": round}
+        try:
+            model = _load_chgnet(fid.model, resolve_device(self.config.device))
+        except ConfigError:
+            raise
+        except Exception as err:  # a broken chgnet install cannot label anything
+            raise LabelError(f"teacher labeler: cannot load CHGNet {fid.model!r}: {err}") from err
+
+        docs: list[FrameDoc | None] = [None] * len(structures)
+        graphs, graph_pos = [], []
+        for i, structure in enumerate(structures):
+            fingerprint = structure_fingerprint(structure)
+            frame = FrameDoc.from_structure(structure, **common)
+            cost = self.cost(len(structure), fidelity)
+            reason = self._injected_failure(structure, frame.frame_id, fingerprint)
+            if reason is None:
+                try:
+                    graphs.append(model.graph_converter(structure))
+                    graph_pos.append(i)
+                    continue
+                except Exception as err:  # e.g. isolated atoms: no neighbours within the cutoff
+                    reason = f"CHGNet graph conversion failed: {err}"
+            docs[i] = frame.model_copy(update={"status": "failed", "status_reason": reason, "cost": cost})
+
+        if graphs:
+            task = "efsm" if fid.magmoms else "efs"
+            preds = model.predict_graph(graphs, task=task, batch_size=self.config.batch_size)
+            if isinstance(preds, dict):
+                preds = [preds]
+            for i, pred in zip(graph_pos, preds, strict=True):
+                structure = structures[i]
+                n = len(structure)
+                forces = np.asarray(pred["f"], dtype=float).reshape(n, 3)
+                status, reason = check_forces(forces, self.config.quality)
+                finite = bool(np.all(np.isfinite(forces)))
+                docs[i] = FrameDoc.from_structure(
+                    structure,
+                    **common,
+                    energy=float(pred["e"]) * n,  # CHGNet predicts eV/atom
+                    forces=forces if finite else None,
+                    stress=np.asarray(pred["s"], dtype=float).reshape(3, 3) if finite else None,
+                    magmoms=np.asarray(pred["m"], dtype=float).reshape(n) if fid.magmoms and finite else None,
+                    status=status,
+                    status_reason=reason,
+                    cost=self.cost(n, fidelity),
+                )
+        return [d for d in docs if d is not None]
