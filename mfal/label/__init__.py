@@ -38,7 +38,11 @@ def get_labeler(name: str, **options: Any) -> Labeler:
 def _find_labeler_class(module: Any, name: str) -> type | None:
     """A class in ``module`` whose ``name`` attribute is ``name`` and that has a ``label`` method."""
     for obj in vars(module).values():
-        if isinstance(obj, type) and getattr(obj, "name", None) == name and callable(getattr(obj, "label", None)):
+        if (
+            isinstance(obj, type)
+            and getattr(obj, "name", None) == name
+            and callable(getattr(obj, "label", None))
+        ):
             return obj
     return None
 

@@ -46,7 +46,9 @@ class QualityConfig(BaseModel):
     max_total_moment_change: float = Field(
         2.0, ge=0, description="largest |Σm - Σm_intended| over the magnetic-element sites (μB)"
     )
-    lf_max_moment: float = Field(0.05, ge=0, description="largest |m| (μB) an LF (non-magnetic) frame may carry")
+    lf_max_moment: float = Field(
+        0.05, ge=0, description="largest |m| (μB) an LF (non-magnetic) frame may carry"
+    )
     quarantine_ionic_unconverged: bool = Field(
         False, description="also quarantine the steps of a relaxation that did not reach its force criterion"
     )
@@ -98,7 +100,9 @@ def check_hf_moments(
     if intended_magmoms is not None:
         guess = np.asarray(intended_magmoms, dtype=float)
         flipped = [
-            i for i in mag_sites if abs(guess[i]) >= config.sign_check_moment and np.sign(m[i]) != np.sign(guess[i])
+            i
+            for i in mag_sites
+            if abs(guess[i]) >= config.sign_check_moment and np.sign(m[i]) != np.sign(guess[i])
         ]
         if flipped:
             desc = ", ".join(f"{species[i]}{i}: {guess[i]:+.2f}->{m[i]:+.2f}" for i in flipped[:4])
@@ -122,7 +126,9 @@ def check_lf_nonmagnetic(
     if magmoms is not None and len(magmoms):
         mmax = float(np.max(np.abs(magmoms)))
         if mmax > config.lf_max_moment:
-            return f"LF frame carries site moments up to {mmax:.2f} μB (> lf_max_moment={config.lf_max_moment})"
+            return (
+                f"LF frame carries site moments up to {mmax:.2f} μB (> lf_max_moment={config.lf_max_moment})"
+            )
     return None
 
 
@@ -142,7 +148,9 @@ def check_frame(
         return "failed", doc.status_reason
     reasons: list[str] = []
     if electronic_converged is not True:
-        reasons.append(electronic_converged if isinstance(electronic_converged, str) else "electronic SCF not converged")
+        reasons.append(
+            electronic_converged if isinstance(electronic_converged, str) else "electronic SCF not converged"
+        )
     if walltime_hit:
         reasons.append("run stopped by the walltime handler (step interrupted)")
     if ionic_converged is False and config.quarantine_ionic_unconverged:

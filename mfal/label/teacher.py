@@ -156,7 +156,13 @@ class TeacherLabeler:
 
         fid = self._fidelity(fidelity)
         calc = self.calc_summary(fidelity)
-        common = {"fidelity": fidelity, "source": "teacher", "calc": calc, "campaign": campaign, "round": round}
+        common = {
+            "fidelity": fidelity,
+            "source": "teacher",
+            "calc": calc,
+            "campaign": campaign,
+            "round": round,
+        }
         try:
             model = _load_chgnet(fid.model, resolve_device(self.config.device))
         except ConfigError:
