@@ -12,9 +12,9 @@ with PLUS_U_METHOD LOWDIN. About 95 s (LF) + 135 s (HF) per cell on 2 idle cores
 
 Frames are appended to an extxyz file as soon as both fidelities of a cell are done (resumable: cells
 already in the file are skipped), readable by ``mfal bench science --labeler replay --data FILE``.
-Units in the file: energy eV (total), forces eV/Å, stress GPa in CHGNet's sign (info ``stress_gpa_chgnet``,
-= −1 × CP2K's pressure-like stress, which is already in GPa), magmoms μB (``magmoms_mulliken``), cost
-core-seconds (``cost_core_s`` = wall × threads).
+The file uses mfal's extxyz layout (``mfal.store.extxyz``; read it with ``read_extxyz``): energy eV (total),
+forces eV/Å, stress GPa in CHGNet's sign (= −1 × CP2K's pressure-like stress in GPa), HF Mulliken moments μB,
+cost core-seconds (CP2K wall × threads), plus ``cell_id`` pairing the LF and HF frame of a cell.
 
     bash scripts/setup-cp2k.sh
     python scripts/make_cp2k_science_set.py --n 8 --out mfal/data/science/cp2k_lifepo4.extxyz
@@ -184,9 +184,10 @@ def main() -> None:
     args = ap.parse_args()
     setup_env()
 
-    from ase.calculators.singlepoint import SinglePointCalculator
     from ase.io import read, write
-    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from mfal.store.docs import FrameDoc
+    from mfal.store.extxyz import frame_to_atoms
 
     done = set()
     if args.out.exists():
@@ -199,34 +200,61 @@ def main() -> None:
         results = {}
         for fid in ("lf", "hf"):
             run_dir = args.workdir / cell_id / fid
-            write_input(s, fid, run_dir)
-            wall = run_cp2k(run_dir, args.threads, args.timeout)
-            try:
-                results[fid] = parse_output(run_dir / "cp2k.out", len(s))
-            except (RuntimeError, IndexError, ValueError) as err:
-                print(f"{cell_id} {fid}: failed ({err}); cell skipped", flush=True)
-                break
-            results[fid]["cost"] = wall * args.threads
-            print(f"{cell_id} {fid}: E={results[fid]['energy']:.4f} eV wall={wall:.0f} s", flush=True)
+            out = run_dir / "cp2k.out"
+            reused = False
+            if out.exists():  # a finished run from an interrupted invocation is reused, never recomputed
+                try:
+                    results[fid] = parse_output(out, len(s))
+                    results[fid]["cost"] = float(results[fid]["wall"] or 0.0) * args.threads
+                    reused = True
+                except (RuntimeError, IndexError, ValueError):
+                    pass
+            if not reused:
+                write_input(s, fid, run_dir)
+                wall = run_cp2k(run_dir, args.threads, args.timeout)
+                try:
+                    results[fid] = parse_output(out, len(s))
+                except (RuntimeError, IndexError, ValueError) as err:
+                    print(f"{cell_id} {fid}: failed ({err}); cell skipped", flush=True)
+                    break
+                results[fid]["cost"] = wall * args.threads
+            print(
+                f"{cell_id} {fid}: E={results[fid]['energy']:.4f} eV cost={results[fid]['cost']:.0f} core-s",
+                flush=True,
+            )
         if len(results) != 2:
             continue
+        plain = s.copy()
+        plain.remove_site_property("magmom")
         for fid, r in results.items():
-            plain = s.copy()
-            plain.remove_site_property("magmom")
-            atoms = AseAtomsAdaptor.get_atoms(plain)
-            atoms.calc = SinglePointCalculator(atoms, energy=r["energy"], forces=r["forces"])
-            atoms.info.update(
+            calc = {
+                "code": "cp2k",
+                "version": "2023.1",
+                "functional": "PBE",
+                "ispin": 2 if fid == "hf" else 1,
+                "hubbard_u": {"Fe": 4.0},
+                "plus_u_method": "LOWDIN",
+                "basis": "DZVP-MOLOPT-SR-GTH",
+                "cutoff_ry": 400,
+                "kpoints": "Gamma",
+                "magmom_init": "AFM +-4 on Fe" if fid == "hf" else None,
+                "moments": "Mulliken" if fid == "hf" else None,
+            }
+            doc = FrameDoc.from_structure(
+                plain,
                 fidelity=fid,
-                cell_id=cell_id,
-                rattle_sigma=sigma,
-                stress_gpa_chgnet=" ".join(f"{x:.6f}" for x in r["stress"].reshape(-1)),
-                cost_core_s=float(r["cost"]),
                 source="cp2k",
-                calc="CP2K 2023.1 PBE+U(Fe 4 eV, Lowdin) DZVP-MOLOPT-SR 400 Ry "
-                + ("UKS AFM" if fid == "hf" else "RKS"),
+                calc=calc,
+                energy=r["energy"],
+                forces=r["forces"],
+                stress=r["stress"],
+                magmoms=r["magmoms"] if fid == "hf" else None,
+                cost=r["cost"],
+                task_dir=str(args.workdir / cell_id / fid),
             )
-            if fid == "hf":
-                atoms.arrays["magmoms_mulliken"] = r["magmoms"]
+            atoms = frame_to_atoms(doc)
+            atoms.info["cell_id"] = cell_id
+            atoms.info["rattle_sigma"] = sigma
             write(args.out, atoms, format="extxyz", append=True)
         print(f"{cell_id}: appended LF+HF to {args.out}", flush=True)
 
