@@ -86,9 +86,8 @@ def check_hf_moments(
     if not mag_sites:
         return None
     if magmoms is None:
-        return "HF frame has no site moments (ISPIN=2 with LORBIT needed) but contains " + ", ".join(
-            sorted({species[i] for i in mag_sites})
-        )
+        elements = ", ".join(sorted({species[i] for i in mag_sites}))
+        return f"no site moments to check the spin state of {elements} (HF needs ISPIN=2 and LORBIT≥10)"
     m = np.asarray(magmoms, dtype=float)
     low = [i for i in mag_sites if abs(m[i]) < config.min_moment[species[i]]]
     if low:
