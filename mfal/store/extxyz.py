@@ -117,7 +117,9 @@ def atoms_to_frame(
         raise DataError(f"{where}: fidelity={file_fid!r} in the file but {fidelity!r} was requested")
     fid = str(file_fid) if file_fid is not None else fidelity
     if fid is None:
-        raise DataError(f"{where}: no 'fidelity' info key; pass a fidelity (one of {list(DEFAULT_FIDELITIES)})")
+        raise DataError(
+            f"{where}: no 'fidelity' info key; pass a fidelity (one of {list(DEFAULT_FIDELITIES)})"
+        )
     try:
         check_fidelity(fid)
     except UnknownFidelityError as err:

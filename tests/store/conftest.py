@@ -35,7 +35,7 @@ def make_frames(structure, n: int, *, fidelity: str = "hf", seed: int = 0, **fie
 
 @pytest.fixture
 def frames_factory(lifepo4):
-    def factory(n: int = 3, **kw):
-        return make_frames(lifepo4, n, **kw)
+    def factory(n: int = 3, *, structure=None, **kw):
+        return make_frames(structure if structure is not None else lifepo4, n, **kw)
 
     return factory

@@ -22,7 +22,12 @@ def test_round_trip_keeps_ids_and_labels(tmp_path, frames_factory, lifepo4):
     back = read_extxyz(path)
     assert [f.frame_id for f in back] == [f.frame_id for f in frames]
     for a, b in zip(frames, back, strict=True):
-        assert (b.fidelity, b.source, b.status, b.status_reason) == (a.fidelity, a.source, a.status, a.status_reason)
+        assert (b.fidelity, b.source, b.status, b.status_reason) == (
+            a.fidelity,
+            a.source,
+            a.status,
+            a.status_reason,
+        )
         assert (b.round, b.campaign, b.calc, b.created_at) == (a.round, a.campaign, a.calc, a.created_at)
         assert b.energy == pytest.approx(a.energy, abs=1e-8)
         np.testing.assert_allclose(b.forces, a.forces, atol=1e-7)
@@ -65,12 +70,14 @@ def test_foreign_extxyz_needs_a_fidelity_and_gets_a_derived_id(tmp_path, lifepo4
 
 def test_malformed_and_mismatched_files_fail_naming_the_file(tmp_path, frames_factory):
     bad = tmp_path / "bad.xyz"
-    bad.write_text("3\nLattice=\"1 0 0 0 1 0 0 0 1\" Properties=species:S:1:pos:R:3\nFe 0 0 0\nO 0.5\n")
+    bad.write_text('3\nLattice="1 0 0 0 1 0 0 0 1" Properties=species:S:1:pos:R:3\nFe 0 0 0\nO 0.5\n')
     with pytest.raises(DataError, match="bad.xyz: not a readable extxyz file"):
         read_extxyz(bad)
     with pytest.raises(DataError, match="missing.xyz: no such file"):
         read_extxyz(tmp_path / "missing.xyz")
     good = tmp_path / "good.xyz"
     write_extxyz(frames_factory(1, fidelity="hf"), good)
-    with pytest.raises(DataError, match=r"good.xyz frame 0: fidelity='hf' in the file but 'lf' was requested"):
+    with pytest.raises(
+        DataError, match=r"good.xyz frame 0: fidelity='hf' in the file but 'lf' was requested"
+    ):
         read_extxyz(good, fidelity="lf")
