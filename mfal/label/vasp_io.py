@@ -30,7 +30,7 @@ from pymatgen.core import Structure
 from mfal.errors import DataError
 from mfal.fidelity import check_fidelity
 from mfal.label.quality import QualityConfig, apply_quality, check_electronic
-from mfal.store.docs import FrameDoc, FrameSource
+from mfal.store.docs import FrameDoc, FrameSource, make_frame_id
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +227,8 @@ def parse_vasp_dir(
     spin state the HF gate checks against; default: the run's own INCAR MAGMOM. A spin-polarized run without an
     OUTCAR has no site moments: its HF frames are quarantined (spin state unverifiable), or with
     ``require_outcar=True`` a DataError names the missing file. ``cost`` (core-seconds of the whole run) is
-    spread evenly over the frames; other ``fields`` (campaign, round, task_id, ...) go into every FrameDoc.
+    spread evenly over the frames. ``frame_id`` hashes structure, fidelity, calc and the ionic-step index, so
+    re-importing a run gives the same ids. Other ``fields`` (campaign, round, task_id, ...) go into every FrameDoc.
     A missing/truncated/corrupt vasprun raises :class:`DataError` naming the file.
     """
     quality = quality or QualityConfig()
@@ -274,6 +275,8 @@ def parse_vasp_dir(
         step_moments = moments[i]
         doc = FrameDoc.from_structure(
             structure,
+            # the step index enters the id: the last steps of a relaxation can agree to 1e-4 Å
+            frame_id=make_frame_id(structure, fidelity, {**calc, "ionic_step": i}),
             fidelity=fidelity,
             source=source,
             calc=calc,
