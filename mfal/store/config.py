@@ -175,3 +175,14 @@ def resolve_store_config(target: StoreConfig | str | Path) -> StoreConfig:
     if cfg.type == "embedded" and cfg.path is None:
         raise StoreError("embedded store config has no path; give --store DIR or --dir CAMPAIGN_DIR")
     return cfg
+
+
+def store_from_options(
+    store: str | Path | None = None, campaign_dir: str | Path | None = None
+) -> StoreConfig:
+    """StoreConfig of the CLI options ``--store DIR|YAML`` / ``--dir CAMPAIGN_DIR`` (exactly one is required)."""
+    if (store is None) == (campaign_dir is None):
+        raise ConfigError("give exactly one of --store DIR (or store YAML) and --dir CAMPAIGN_DIR")
+    if campaign_dir is not None:
+        return campaign_store_config(campaign_dir)
+    return resolve_store_config(store)  # type: ignore[arg-type]

@@ -453,11 +453,15 @@ class FrameStore:
 
 
 # -- factories -----------------------------------------------------------------------------------------------
-def _open_embedded(cfg: StoreConfig) -> FrameStore:
+def _open_embedded(cfg: StoreConfig, create: bool = True) -> FrameStore:
     import filelock
     from maggma.stores import MontyStore
 
     root = Path(cfg.path).expanduser().resolve()  # type: ignore[arg-type]
+    if not create and not (root / STORE_MARKER).is_file():
+        raise StoreError(
+            f"no mfal store at {root} (expected a store directory made by mfal, or a campaign dir)"
+        )
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -560,14 +564,15 @@ def _open_mongo(cfg: StoreConfig) -> FrameStore:
     return FrameStore(frames, rounds, _GridFSBlobs(blobs), kind="mongo", location=where)
 
 
-def open_store(target: StoreConfig | str | Path) -> FrameStore:
+def open_store(target: StoreConfig | str | Path, *, create: bool = True) -> FrameStore:
     """Open the store of a StoreConfig, a store YAML, a store directory or a campaign directory.
 
-    Use as ``with open_store(path) as store: ...``. Raises StoreError/ConfigError with one clear line.
+    Use as ``with open_store(path) as store: ...``. ``create=False``: an embedded store must already exist
+    (for read-only commands). Raises StoreError/ConfigError with one clear line.
     """
     cfg = resolve_store_config(target)
     if cfg.type == "embedded":
-        return _open_embedded(cfg)
+        return _open_embedded(cfg, create=create)
     if cfg.type == "memory":
         return _open_memory(cfg)
     if cfg.type == "mongo":
