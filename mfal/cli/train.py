@@ -1,3 +1,84 @@
-"""mfal CLI commands (module train): registered on import."""
+"""mfal CLI commands (module train): ``mfal train CONFIG.yaml``."""
 
 from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from mfal.cli.app import app
+from mfal.errors import ConfigError
+
+
+def _fmt(value: float, digits: int = 1) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+@app.command("train")
+def train_cmd(
+    config: Path = typer.Argument(..., help="training YAML (data, train, ensemble, out_dir)"),
+    out: Path | None = typer.Option(None, "--out", help="output directory (overrides out_dir)"),
+    device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda (overrides train.device)"),
+    resume: Path | None = typer.Option(None, "--resume", help="continue from a train_state.pt"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bar per stage"),
+) -> None:
+    """Train a multi-fidelity CHGNet (or a baseline / an ensemble) and write checkpoints + metrics JSON."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from mfal.train.run import load_run_config, run_training
+
+    console = Console()
+    cfg = load_run_config(config)
+    if device is not None:
+        if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
+            raise ConfigError(f"--device={device!r} not in ['auto', 'cpu', 'cuda']")
+        cfg.train.device = device
+    fids = list(cfg.train.fidelities)
+    header = ["member", "stage", "epoch", "loss"] + [f"{f} E/F meV" for f in fids] + ["time s"]
+    console.print(" ".join(f"{h:>14}" for h in header))
+
+    def on_epoch(member: int, row: dict[str, Any]) -> None:
+        cells = [str(member), row["stage"], str(row["epoch"]), f"{row['train_loss']:.4g}"]
+        for f in fids:
+            m = row["val"].get(f)
+            cells.append("-" if m is None else f"{_fmt(m['e_mae_mev_atom'])}/{_fmt(m['f_mae_mev_ang'])}")
+        cells.append(f"{row['time_s']:.1f}" + (" *" if row["improved"] else ""))
+        console.print(" ".join(f"{c:>14}" for c in cells))
+
+    results = run_training(cfg, out_dir=out, resume=resume, progress=progress, callback=on_epoch)
+    table = Table(title="best validation metrics (each frame at its own fidelity)")
+    for col in ("member", "fidelity", "frames", "E meV/atom", "F meV/Å", "S GPa", "M μB"):
+        table.add_column(col, justify="right")
+    for i, res in enumerate(results):
+        for fid, m in res.metrics.items():
+            table.add_row(
+                str(i),
+                fid,
+                str(int(m["n_frames"])),
+                _fmt(m["e_mae_mev_atom"]),
+                _fmt(m["f_mae_mev_ang"]),
+                _fmt(m["s_mae_gpa"], 3),
+                _fmt(m["m_mae_mub"], 3),
+            )
+    console.print(table)
+    out_dir = Path(out or cfg.out_dir)
+    summary = {
+        "config": str(config),
+        "members": [
+            {
+                "checkpoint": str(r.checkpoint),
+                "sha256": r.sha256,
+                "best_epoch": r.best_epoch,
+                "metrics": r.metrics,
+            }
+            for r in results
+        ],
+    }
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    for r in results:
+        console.print(f"checkpoint {r.checkpoint} sha256 {r.sha256}")
+    console.print(f"metrics: {out_dir / 'summary.json'}")

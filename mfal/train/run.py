@@ -1,0 +1,229 @@
+"""One training run from a YAML file (``mfal train CONFIG.yaml``): data sources, split, settings, output dir.
+
+Example (``configs/train/example.yaml``)::
+
+    data:
+      builtin: lifepo4_teacher      # SURROGATE teacher labels shipped with mfal
+      val_fraction: 0.25
+    train:
+      mode: mf
+      epochs: 4
+    out_dir: runs/train-example
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mfal.errors import ConfigError
+from mfal.store.docs import FrameDoc, structure_fingerprint
+from mfal.train.trainer import TrainConfig, TrainResult, train_ensemble, train_model
+
+log = logging.getLogger(__name__)
+
+
+class DataConfig(BaseModel):
+    """Where the training frames come from; only status "ok" frames are used."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    builtin: str | None = Field(
+        None, description="built-in data set, e.g. 'lifepo4_teacher' (surrogate labels)"
+    )
+    extxyz: list[str] = Field(default_factory=list, description="extxyz files (paths relative to the config)")
+    fidelity: str | None = Field(None, description="fidelity of extxyz frames that carry none in their info")
+    store: str | None = Field(
+        None, description="store dir / store YAML / campaign dir: its ok frames are used"
+    )
+    val_extxyz: list[str] = Field(default_factory=list, description="validation extxyz files (else a split)")
+    val_fraction: float = Field(0.2, ge=0, lt=1, description="share of structures held out for validation")
+    split_seed: int = Field(0, description="seed of the train/validation split")
+    max_frames: int | None = Field(
+        None, ge=1, description="use at most this many training frames (per fidelity)"
+    )
+
+
+class EnsembleConfig(BaseModel):
+    """Train K members (seeds seed..seed+K-1, optional bootstrap)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    k: int = Field(1, ge=1, description="number of members")
+    bootstrap: bool = Field(False, description="each member trains on a bootstrap resample")
+
+
+class TrainRunConfig(BaseModel):
+    """The YAML file of ``mfal train``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: DataConfig
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
+    out_dir: str = Field("runs/train", description="output directory (relative to the current directory)")
+
+
+def _one_line(err: ValidationError, path: Path) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "<top level>"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    more = f" (+{err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    value = first.get("input")
+    shown = "" if first["type"] in ("extra_forbidden", "missing") else f" (got {value!r})"
+    return f"{path}: field {loc}: {msg}{shown}{more}".replace("\n", " ")
+
+
+def load_run_config(path: str | Path) -> TrainRunConfig:
+    """Read and validate a training YAML (``yaml.safe_load``); bad input -> one-line ConfigError."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read config ({err.strerror})") from err
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise ConfigError(f"{path}:{where}: invalid YAML: {problem}".replace("\n", " ")) from err
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping with keys data, train, ensemble, out_dir")
+    try:
+        cfg = TrainRunConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_one_line(err, path)) from err
+    base = path.parent
+    data = cfg.data
+    data.extxyz = [str(_resolve(base, p)) for p in data.extxyz]
+    data.val_extxyz = [str(_resolve(base, p)) for p in data.val_extxyz]
+    if data.store is not None:
+        data.store = str(_resolve(base, data.store))
+    if not (data.builtin or data.extxyz or data.store):
+        raise ConfigError(f"{path}: field data: give at least one of builtin, extxyz, store")
+    return cfg
+
+
+def _resolve(base: Path, p: str) -> Path:
+    q = Path(p).expanduser()
+    return q if q.is_absolute() else base / q
+
+
+def load_frames(
+    data: DataConfig, *, fidelities: tuple[str, ...] | None = None
+) -> tuple[list[FrameDoc], list]:
+    """(frames, validation frames) from the configured sources; non-ok frames are dropped with a log line."""
+    from mfal.store.extxyz import read_extxyz
+    from mfal.train.example import load_builtin
+
+    frames: list[FrameDoc] = []
+    if data.builtin:
+        frames += load_builtin(data.builtin)
+    for p in data.extxyz:
+        frames += read_extxyz(p, fidelity=data.fidelity)
+    if data.store:
+        from mfal.store.frames import open_store
+
+        with open_store(data.store) as store:
+            frames += store.training_frames()
+    val: list[FrameDoc] = []
+    for p in data.val_extxyz:
+        val += read_extxyz(p, fidelity=data.fidelity)
+    frames, val = _only_ok(frames), _only_ok(val)
+    if fidelities is not None:
+        frames = [f for f in frames if f.fidelity in fidelities]
+        val = [f for f in val if f.fidelity in fidelities]
+    return frames, val
+
+
+def _only_ok(frames: list[FrameDoc]) -> list[FrameDoc]:
+    ok = [f for f in frames if f.status == "ok"]
+    if len(ok) != len(frames):
+        log.warning("skipped %d frames whose status is not 'ok'", len(frames) - len(ok))
+    return ok
+
+
+def split_frames(
+    frames: list[FrameDoc], val_fraction: float, *, seed: int = 0, target_fidelity: str = "hf"
+) -> tuple[list[FrameDoc], list[FrameDoc]]:
+    """Hold out ``val_fraction`` of the structures (all their fidelities together, so no structure is in both
+    sets); structures with a ``target_fidelity`` label and the rest are split separately (stratified)."""
+    groups: dict[str, list[FrameDoc]] = {}
+    for f in frames:
+        groups.setdefault(structure_fingerprint(f.get_structure()), []).append(f)
+    rng = np.random.default_rng(seed)
+    keys = sorted(groups)
+    with_target = [k for k in keys if any(f.fidelity == target_fidelity for f in groups[k])]
+    rest = [k for k in keys if k not in set(with_target)]
+    val_keys: set[str] = set()
+    for part in (with_target, rest):
+        n_val = int(round(val_fraction * len(part)))
+        if val_fraction > 0 and len(part) >= 2:
+            n_val = max(1, min(n_val, len(part) - 1))
+        val_keys |= {part[i] for i in rng.permutation(len(part))[:n_val]}
+    train = [f for k in keys if k not in val_keys for f in groups[k]]
+    val = [f for k in keys if k in val_keys for f in groups[k]]
+    return train, val
+
+
+def _cap(frames: list[FrameDoc], max_frames: int | None) -> list[FrameDoc]:
+    if max_frames is None:
+        return frames
+    counts: dict[str, int] = {}
+    out = []
+    for f in frames:
+        if counts.get(f.fidelity, 0) < max_frames:
+            counts[f.fidelity] = counts.get(f.fidelity, 0) + 1
+            out.append(f)
+    return out
+
+
+def prepare_data(cfg: TrainRunConfig) -> tuple[list[FrameDoc], list[FrameDoc]]:
+    """Training and validation frames of a run."""
+    frames, val = load_frames(cfg.data, fidelities=tuple(cfg.train.fidelities))
+    if not frames:
+        raise ConfigError("data: no usable (status ok) training frames in the configured sources")
+    if not val:
+        frames, val = split_frames(
+            frames, cfg.data.val_fraction, seed=cfg.data.split_seed, target_fidelity=cfg.train.target_fidelity
+        )
+    return _cap(frames, cfg.data.max_frames), val
+
+
+def run_training(
+    cfg: TrainRunConfig,
+    *,
+    out_dir: str | Path | None = None,
+    resume: str | Path | None = None,
+    progress: bool = False,
+    callback: Callable[[int, dict[str, Any]], None] | None = None,
+) -> list[TrainResult]:
+    """Train the run's model (or ensemble) and write checkpoints + metrics JSON under the output dir."""
+    out = Path(out_dir or cfg.out_dir)
+    train, val = prepare_data(cfg)
+    log.info("training on %d frames, validating on %d", len(train), len(val))
+    if cfg.ensemble.k == 1:
+        cb = (lambda row: callback(0, row)) if callback is not None else None
+        return [
+            train_model(train, val, cfg.train, out_dir=out, resume=resume, progress=progress, callback=cb)
+        ]
+    if resume is not None:
+        raise ConfigError("--resume works for single-model runs (ensemble.k = 1); resume members one by one")
+    return train_ensemble(
+        train,
+        val,
+        cfg.train,
+        cfg.ensemble.k,
+        bootstrap=cfg.ensemble.bootstrap,
+        out_dir=out,
+        callback=callback,
+    )
