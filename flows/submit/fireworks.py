@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from pathlib import Path
@@ -41,12 +42,19 @@ def queue_spec(queue: QueueConfig) -> dict[str, Any]:
 def route_flow(flow: Any, cluster: ClusterConfig) -> Any:
     """Set each job's FireWorks spec from the queue its name matches; ``dynamic=True`` so jobs created at run
     time (recursive rounds via ``Response(replace=...)``) are routed the same way. Returns ``flow``."""
-    flow.update_config({"manager_config": queue_spec(cluster.queues["default"])}, dynamic=True)
+    # pass_manager_config=False: jobflow would otherwise copy the parent's queue onto every job it creates
+    flow.update_config(
+        {"manager_config": queue_spec(cluster.queues["default"]), "pass_manager_config": False}, dynamic=True
+    )
     for name, queue in cluster.queues.items():
         if name == "default":
             continue
         for pattern in queue.match:
-            flow.update_config({"manager_config": queue_spec(queue)}, name_filter=pattern, dynamic=True)
+            flow.update_config(
+                {"manager_config": queue_spec(queue), "pass_manager_config": False},
+                name_filter=pattern,
+                dynamic=True,
+            )
     return flow
 
 
@@ -57,7 +65,7 @@ def launchpad_path(path: str | Path | None) -> Path:
     return Path(os.environ.get("LAUNCHPAD_LOC") or DEFAULT_LAUNCHPAD)
 
 
-def load_launchpad(path: str | Path | None = None, *, timeout_ms: int = 5000):
+def load_launchpad(path: str | Path | None = None, *, timeout_ms: int = 3000):
     """Open and ping the LaunchPad of a YAML file; every problem is one ConfigError/MfalError line."""
     from fireworks import LaunchPad
 
@@ -71,6 +79,10 @@ def load_launchpad(path: str | Path | None = None, *, timeout_ms: int = 5000):
         raise ConfigError(f"launchpad file {path} is not valid YAML") from err
     if not isinstance(raw, dict):
         raise ConfigError(f"launchpad file {path} must be a YAML mapping (host, port, name, ...)")
+    allowed = set(inspect.signature(LaunchPad.__init__).parameters) - {"self"}
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise ConfigError(f"launchpad file {path}: unknown or wrong key {unknown} (allowed: {sorted(allowed)})")
     kwargs = dict(raw.get("mongoclient_kwargs") or {})
     kwargs.setdefault("serverSelectionTimeoutMS", timeout_ms)
     raw["mongoclient_kwargs"] = kwargs
@@ -79,12 +91,14 @@ def load_launchpad(path: str | Path | None = None, *, timeout_ms: int = 5000):
     except TypeError as err:
         raise ConfigError(f"launchpad file {path}: unknown or wrong key ({redact(str(err))})") from err
     except Exception as err:
-        raise MfalError(f"launchpad file {path}: cannot open the database: {redact(str(err)).splitlines()[0]}") from err
+        raise MfalError(
+            f"launchpad file {path}: cannot open the database: {redact(str(err)).splitlines()[0]}"
+        ) from err
     try:
         lp.db.list_collection_names()
     except Exception as err:
         raise MfalError(
-            f"MongoDB of launchpad file {path} is unreachable: {redact(str(err)).split(',')[0][:200]}"
+            f"MongoDB of launchpad file {path} is unreachable: {redact(str(err)).split(' (configured')[0][:200]}"
         ) from err
     if lp.fw_id_assigner.count_documents({}) == 0:
         raise MfalError(f"LaunchPad of {path} is not initialised: run `lpad -l {path} reset` once")

@@ -87,7 +87,9 @@ def find_sbatch() -> str:
     """Absolute path of ``sbatch`` or a SubmitError saying it is not on PATH."""
     path = shutil.which("sbatch")
     if path is None:
-        raise SubmitError("sbatch not found on PATH: run on a SLURM login node (or start scripts/start-slurm.sh)")
+        raise SubmitError(
+            "sbatch not found on PATH: run on a SLURM login node (or start scripts/start-slurm.sh)"
+        )
     return path
 
 
@@ -111,7 +113,9 @@ def sbatch_options(queue: QueueConfig) -> list[str]:
 def _run_sbatch(args: list[str], what: str) -> str:
     proc = subprocess.run(args, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        msg = redact((proc.stderr or proc.stdout).strip().splitlines()[-1] if (proc.stderr or proc.stdout) else "")
+        msg = redact(
+            (proc.stderr or proc.stdout).strip().splitlines()[-1] if (proc.stderr or proc.stdout) else ""
+        )
         raise SubmitError(f"sbatch refused {what}: {msg}")
     return proc.stdout.strip().split(";")[0]
 
@@ -266,11 +270,16 @@ def _parents(job: Any) -> set[str]:
 
 def _slurm_state(slurm_id: str) -> str | None:
     """Final SLURM state of a finished job (``None`` while queued/running)."""
-    q = subprocess.run(["squeue", "-h", "-j", slurm_id, "-o", "%T"], capture_output=True, text=True, check=False)
+    q = subprocess.run(
+        ["squeue", "-h", "-j", slurm_id, "-o", "%T"], capture_output=True, text=True, check=False
+    )
     if q.returncode == 0 and q.stdout.strip():
         return None
     s = subprocess.run(
-        ["sacct", "-c", "-n", "-P", "-j", slurm_id, "-o", "State"], capture_output=True, text=True, check=False
+        ["sacct", "-c", "-n", "-P", "-j", slurm_id, "-o", "State"],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     return (s.stdout.split() or ["UNKNOWN"])[0]
 
@@ -331,13 +340,21 @@ def tick(run_dir: Path, *, submit: bool = True) -> dict[str, Any]:
                 parents = _parents(job)
                 pstates = {p: uuid_state(p) for p in parents if p in latest}
                 if stop_all or parents & stopped or any(s == "stopped" for s in pstates.values()):
-                    state.jobs[key] = {"name": job.name, "state": "stopped", "reason": "a parent stopped its children"}
+                    state.jobs[key] = {
+                        "name": job.name,
+                        "state": "stopped",
+                        "reason": "a parent stopped its children",
+                    }
                     changed = True
                 elif any(s in ("failed", "skipped") for s in pstates.values()):
                     if job.config.on_missing_references == OnMissing.ERROR:
                         bad = sorted(p for p, s in pstates.items() if s in ("failed", "skipped"))
                         names = [jobs[f"{p}_{latest[p]}"].name for p in bad]
-                        state.jobs[key] = {"name": job.name, "state": "skipped", "reason": f"parent failed: {names}"}
+                        state.jobs[key] = {
+                            "name": job.name,
+                            "state": "skipped",
+                            "reason": f"parent failed: {names}",
+                        }
                         changed = True
                     elif all(s in TERMINAL for s in pstates.values()) and key not in ready:
                         ready.append(key)
@@ -366,9 +383,13 @@ def tick(run_dir: Path, *, submit: bool = True) -> dict[str, Any]:
                 )
                 new_ids.append(rec["slurm_id"])
             state.jobs[key] = rec
-        waiting = [r["slurm_id"] for r in state.jobs.values() if r["state"] == "submitted" and "slurm_id" in r]
+        waiting = [
+            r["slurm_id"] for r in state.jobs.values() if r["state"] == "submitted" and "slurm_id" in r
+        ]
         if not waiting and not ready:
-            state.status = "failed" if any(r["state"] == "failed" for r in state.jobs.values()) else "completed"
+            state.status = (
+                "failed" if any(r["state"] == "failed" for r in state.jobs.values()) else "completed"
+            )
             if all(r["state"] in ("completed", "stopped") for r in state.jobs.values()):
                 state.status = "completed"
         elif submit:
@@ -459,7 +480,9 @@ def _seeded_store(run: Run, job: Any):
     if docs:
         store.docs_store.update(docs, key=["uuid", "index"])
     for name in names:
-        blobs = [json.loads(p.read_text()) for p in (out / name).glob("*.json")] if (out / name).is_dir() else []
+        blobs = (
+            [json.loads(p.read_text()) for p in (out / name).glob("*.json")] if (out / name).is_dir() else []
+        )
         if blobs:
             store.additional_stores[name].update(blobs, key="blob_uuid")
     return store
@@ -517,7 +540,10 @@ def run_status(run_dir: Path) -> dict[str, Any]:
     """``{"status", "counts", "jobs": [{"key", "name", "queue", "state", "slurm_id", "reason"}]}``."""
     run = Run.open(run_dir)
     state = State.load(run.root / "state.json")
-    rows = [{"key": k, **{f: r.get(f) for f in ("name", "queue", "state", "slurm_id", "reason")}} for k, r in state.jobs.items()]
+    rows = [
+        {"key": k, **{f: r.get(f) for f in ("name", "queue", "state", "slurm_id", "reason")}}
+        for k, r in state.jobs.items()
+    ]
     return {"status": state.status, "counts": _counts(state), "jobs": rows}
 
 
@@ -530,7 +556,10 @@ def dry_run_scripts(flow: Any, run_dir: Path, cluster: ClusterConfig) -> list[tu
         qname, _ = cluster.queue_for(job.name)
         when = "first tick" if not parents else "after its parents completed"
         out.append(
-            (f"step {slurm_job_name(cluster.name, job.name)} [{qname}] ({when})", run.step_script(job_key(job), qname))
+            (
+                f"step {slurm_job_name(cluster.name, job.name)} [{qname}] ({when})",
+                run.step_script(job_key(job), qname),
+            )
         )
     return out
 

@@ -46,7 +46,9 @@ def explore(round_: int, n: int, seed: int) -> list[dict[str, Any]]:
     from pymatgen.core import Lattice, Structure
 
     rng = np.random.default_rng(seed + 1000 * round_)
-    base = Structure(Lattice.cubic(3.61), ["Cu"] * 4, [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    base = Structure(
+        Lattice.cubic(3.61), ["Cu"] * 4, [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
+    )
     out = []
     for _ in range(n):
         s = base.copy()

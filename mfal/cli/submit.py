@@ -140,3 +140,15 @@ def slurm_step(run_dir: Path = typer.Option(..., "--dir"), key: str = typer.Opti
     from flows.submit.slurm import run_step
 
     run_step(run_dir, key)
+
+
+@app.command("jobflow-config")
+def jobflow_config(
+    template: Path = typer.Argument(Path("configs/jobflow/jobflow.yaml"), help="template with ${MFAL_MONGO_URI}"),
+    out: Path = typer.Option(Path("~/.mfal/jobflow.yaml"), "--out", help="rendered file (mode 0600)"),
+) -> None:
+    """Render the jobflow JobStore config with the MongoDB URI from the environment (never printed)."""
+    from flows.submit.stores import render_jobflow_config
+
+    path = render_jobflow_config(template, out)
+    typer.echo(f"wrote {path} (mode 600); export JOBFLOW_CONFIG_FILE={path}")
