@@ -75,10 +75,11 @@ class StoreConfig(BaseModel):
             loc = ".".join(str(p) for p in first["loc"]) or "store"
             raise ConfigError(f"{where}: field {loc!r}: {first['msg']}") from None
         updates: dict[str, Any] = {}
-        if cfg.path is not None and not cfg.path.is_absolute():
-            updates["path"] = base / cfg.path
-        if cfg.uri_file is not None and not cfg.uri_file.is_absolute():
-            updates["uri_file"] = base / cfg.uri_file
+        for name in ("path", "uri_file"):
+            value = getattr(cfg, name)
+            if value is not None:
+                value = value.expanduser()
+                updates[name] = value if value.is_absolute() else base / value
         return cfg.model_copy(update=updates)
 
     def resolve_uri(self) -> str:
@@ -99,14 +100,14 @@ class StoreConfig(BaseModel):
         )
 
 
-_CRED_RE = re.compile(r"(mongodb(?:\+srv)?://)[^@/]*@")
+_CRED_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://)[^@/\s]*@")
 
 
 def redact_uri(text: str, uri: str | None = None) -> str:
-    """``text`` with credentials of any mongodb:// URI (and the whole ``uri``, if given) masked."""
+    """``text`` with the credentials of any ``scheme://user:password@`` URI (and of ``uri``, if given) masked."""
     if uri:
         text = text.replace(uri, redact_uri(uri))
-        m = re.match(r"mongodb(?:\+srv)?://([^@/]*)@", uri)
+        m = re.match(r"[A-Za-z][A-Za-z0-9+.\-]*://([^@/\s]*)@", uri)
         if m and ":" in m.group(1):
             password = m.group(1).split(":", 1)[1]
             if password:

@@ -522,6 +522,16 @@ def _open_mongo(cfg: StoreConfig) -> FrameStore:
     from maggma.stores import GridFSStore, MongoStore
 
     uri = cfg.resolve_uri()
+    origin = cfg.uri_env if os.environ.get(cfg.uri_env, "").strip() else f"uri_file {cfg.uri_file}"
+    try:
+        from pymongo import uri_parser
+
+        if not uri.startswith(("mongodb://", "mongodb+srv://")):
+            raise ValueError("expected a URI starting with mongodb:// or mongodb+srv://")
+        if uri.startswith("mongodb://"):  # (+srv would need a DNS lookup here)
+            uri_parser.parse_uri(uri, validate=True)
+    except Exception as err:  # InvalidURI, ConfigurationError, ValueError
+        raise ConfigError(f"mongo store: invalid URI from {origin}: {redact_uri(str(err), uri)}") from None
 
     class _Mongo(MongoStore):
         @property
@@ -543,10 +553,7 @@ def _open_mongo(cfg: StoreConfig) -> FrameStore:
         )
         blobs = _GridFS(database=cfg.database, collection_name=cfg.blobs, uri=uri, mongoclient_kwargs=kwargs)
     except Exception as err:  # pymongo.errors.InvalidURI, ConfigurationError, ValueError
-        raise ConfigError(
-            f"mongo store: invalid URI from {cfg.uri_env if os.environ.get(cfg.uri_env) else cfg.uri_file}: "
-            f"{redact_uri(str(err), uri)}"
-        ) from None
+        raise ConfigError(f"mongo store: invalid URI from {origin}: {redact_uri(str(err), uri)}") from None
     where = f"mongo:{redact_uri(uri)}/{cfg.database}"
     try:
         for store in (frames, rounds, blobs):
@@ -558,7 +565,7 @@ def _open_mongo(cfg: StoreConfig) -> FrameStore:
     except Exception as err:  # pymongo.errors.PyMongoError and friends
         msg = redact_uri(str(err).splitlines()[0] if str(err) else type(err).__name__, uri)
         raise StoreError(
-            f"cannot reach MongoDB {redact_uri(uri)} (URI from {cfg.uri_env} or uri_file) within "
+            f"cannot reach MongoDB {redact_uri(uri)} (URI from {origin}) within "
             f"{cfg.timeout_ms} ms: {type(err).__name__}: {msg[:300]}"
         ) from None
     return FrameStore(frames, rounds, _GridFSBlobs(blobs), kind="mongo", location=where)
