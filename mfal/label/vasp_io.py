@@ -138,6 +138,24 @@ def _read_outcar_moments(path: Path, n_steps: int, n_sites: int) -> list[np.ndar
     return out
 
 
+def outcar_cost(directory: str | Path) -> float | None:
+    """Core-seconds of a VASP run from its OUTCAR: elapsed wall time × cores (None if not recorded)."""
+    outcar = find_file(Path(directory), "OUTCAR")
+    if outcar is None:
+        return None
+    elapsed = cores = None
+    with zopen(str(outcar), "rt") as fh:
+        for line in fh:
+            if cores is None and "total cores" in line:
+                m = re.search(r"running on\s+(\d+)\s+total cores", line)
+                cores = int(m.group(1)) if m else None
+            elif "Elapsed time (sec):" in line:
+                elapsed = float(line.split(":")[1])
+    if elapsed is None:
+        return None
+    return elapsed * (cores or 1)
+
+
 def _walltime_hit(directory: Path) -> bool:
     """A STOPCAR, or a custodian.json whose corrections name the WalltimeHandler."""
     if find_file(directory, "STOPCAR") is not None:
@@ -226,8 +244,8 @@ def parse_vasp_dir(
     ``fidelity``: "lf", "hf" or "auto" (ISPIN=2 → hf, ISPIN=1 → lf). ``intended_magmoms`` (μB per site) is the
     spin state the HF gate checks against; default: the run's own INCAR MAGMOM. A spin-polarized run without an
     OUTCAR has no site moments: its HF frames are quarantined (spin state unverifiable), or with
-    ``require_outcar=True`` a DataError names the missing file. ``cost`` (core-seconds of the whole run) is
-    spread evenly over the frames. ``frame_id`` hashes structure, fidelity, calc and the ionic-step index, so
+    ``require_outcar=True`` a DataError names the missing file. ``cost`` (core-seconds of the whole run; default
+    from the OUTCAR: elapsed time × cores) is spread evenly over the frames. ``frame_id`` hashes structure, fidelity, calc and the ionic-step index, so
     re-importing a run gives the same ids. Other ``fields`` (campaign, round, task_id, ...) go into every FrameDoc.
     A missing/truncated/corrupt vasprun raises :class:`DataError` naming the file.
     """
@@ -268,6 +286,8 @@ def parse_vasp_dir(
 
     nelm = int(vrun.parameters.get("NELM", 60))
     walltime = _walltime_hit(directory)
+    if cost is None:
+        cost = outcar_cost(directory)
     per_frame_cost = (cost or 0.0) / len(steps)
     frames: list[FrameDoc] = []
     for i, step in enumerate(steps):

@@ -1,0 +1,119 @@
+"""VASP labeler end to end through atomate2's mock-VASP harness on real golden outputs (see conftest.py)."""
+
+from __future__ import annotations
+
+import gzip
+import re
+
+import numpy as np
+import pytest
+from pymatgen.io.vasp import Incar, Outcar, Poscar
+
+from mfal.label import get_labeler
+from mfal.label.vasp import initial_magmoms, make_vasp_maker, prepare_structure, with_initial_magmoms
+
+HF_GOLDEN = "atomate2_MgMn2O4_static_afm"
+LF_GOLDEN = "atomate2_Si_static_nonspin"
+CHECK = {
+    "incar_settings": ["ISPIN", "MAGMOM", "LDAU", "LDAUU", "LORBIT"],
+    "check_inputs": ["incar", "poscar"],
+}
+
+
+@pytest.fixture
+def written_incars(monkeypatch):
+    """The INCARs our makers wrote, recorded when the harness checks them (before outputs replace them)."""
+    import atomate2.utils.testing.vasp as harness
+
+    seen: list[Incar] = []
+    original = harness._check_incar
+
+    def _record(ref_path, incar_settings, incar_exclude):
+        seen.append(Incar.from_file("INCAR"))
+        return original(ref_path, incar_settings, incar_exclude)
+
+    monkeypatch.setattr(harness, "_check_incar", _record)
+    return seen
+
+
+def _golden_structure(test_data, folder):
+    """The golden input structure, with the golden MAGMOM as ``magmom`` site property where it has one."""
+    structure = Poscar.from_file(test_data / "vasp" / folder / "inputs" / "POSCAR.gz").structure
+    incar = Incar.from_file(test_data / "vasp" / folder / "inputs" / "INCAR.gz")
+    if "MAGMOM" in incar:
+        structure.add_site_property("magmom", incar["MAGMOM"])
+    return structure
+
+
+def test_hf_label_through_the_harness(mock_vasp, written_incars, test_data, tmp_path):
+    mock_vasp({"mfal hf static": HF_GOLDEN}, {"mfal hf static": CHECK})
+    structure = _golden_structure(test_data, HF_GOLDEN)
+    (frame,) = get_labeler("vasp").label([structure], "hf", workdir=tmp_path, campaign="t", round=1)
+    assert frame.status == "ok", frame.status_reason
+    assert frame.source == "vasp" and frame.fidelity == "hf" and frame.round == 1
+    # the INCAR the HF maker wrote (checked by the harness against the golden inputs, and here)
+    (written,) = written_incars
+    assert written["ISPIN"] == 2 and written["LDAU"] is True and written["LDAUU"] == [0, 3.9, 0]
+    assert written["MAGMOM"][2:6] == [-3.823, -3.823, 3.823, 3.823] and written["LORBIT"] == 11
+    # the parsed frame against numbers read independently from the golden OUTCAR
+    outcar = test_data / "vasp" / HF_GOLDEN / "outputs" / "OUTCAR.gz"
+    text = gzip.open(outcar, "rt").read()
+    assert frame.energy == pytest.approx(
+        float(re.findall(r"energy\(sigma->0\) =\s+(\S+)", text)[-1]), abs=1e-6
+    )
+    block = text.rsplit("TOTAL-FORCE (eV/Angst)", 1)[1].splitlines()[2 : 2 + len(structure)]
+    np.testing.assert_allclose(frame.forces, [[float(x) for x in ln.split()[3:6]] for ln in block], atol=1e-6)
+    np.testing.assert_allclose(frame.magmoms, [s["tot"] for s in Outcar(str(outcar)).magnetization])
+    assert frame.cost == pytest.approx(199.502)  # OUTCAR: 199.502 s elapsed on 1 core
+    assert frame.calc["hubbard_u"] == {"Mn": 3.9} and frame.task_id
+
+
+def test_lf_label_through_the_harness(mock_vasp, written_incars, test_data, tmp_path):
+    # the golden Si inputs come from atomate2's StaticMaker, which sets LORBIT=11; our LF set drops it
+    check = {**CHECK, "incar_settings": ["ISPIN", "MAGMOM", "LDAU", "LDAUU"]}
+    mock_vasp({"mfal lf static": LF_GOLDEN}, {"mfal lf static": check})
+    structure = _golden_structure(test_data, LF_GOLDEN)
+    structure.add_site_property("magmom", [3.0, 3.0])  # must be dropped for LF
+    (frame,) = get_labeler("vasp").label([structure], "lf", workdir=tmp_path)
+    assert frame.status == "ok", frame.status_reason
+    (written,) = written_incars
+    assert written.get("ISPIN", 1) == 1 and "MAGMOM" not in written and "LORBIT" not in written
+    assert frame.magmoms is None and frame.calc["ispin"] == 1
+    assert frame.energy == pytest.approx(-10.78229092)
+
+
+def test_harness_catches_an_ispin_mismatch(mock_vasp, test_data, tmp_path):
+    """The LF maker against the HF golden inputs: the harness rejects ISPIN, the frame fails with that reason."""
+    mock_vasp({"mfal lf static": HF_GOLDEN}, {"mfal lf static": {"incar_settings": ["ISPIN"]}})
+    structure = _golden_structure(test_data, HF_GOLDEN)
+    (frame,) = get_labeler("vasp").label([structure], "lf", workdir=tmp_path)
+    assert frame.status == "failed"
+    assert "ISPIN" in frame.status_reason and "expected 2, got 1" in frame.status_reason
+
+
+def test_makers_differ_in_one_input_set(lifepo4):
+    hf, lf = make_vasp_maker("hf"), make_vasp_maker("lf")
+    assert type(hf) is type(lf) and hf.name != lf.name
+    s_hf, s_lf = prepare_structure(lifepo4, "hf"), prepare_structure(lifepo4, "lf")
+    incar_hf = hf.input_set_generator.get_input_set(s_hf, potcar_spec=True).incar
+    incar_lf = lf.input_set_generator.get_input_set(s_lf, potcar_spec=True).incar
+    assert incar_hf["ISPIN"] == 2 and incar_lf["ISPIN"] == 1
+    assert incar_hf["LDAUU"] == incar_lf["LDAUU"] and 5.3 in incar_hf["LDAUU"]  # MP U(Fe) = 5.3 eV in both
+    assert "MAGMOM" not in incar_lf and "LORBIT" not in incar_lf
+    diff = {k for k in set(incar_hf) | set(incar_lf) if incar_hf.get(k) != incar_lf.get(k)}
+    assert diff == {"ISPIN", "MAGMOM", "LORBIT"}
+
+
+def test_initial_magmoms(lifepo4):
+    fe = [i for i, s in enumerate(lifepo4) if s.specie.symbol == "Fe"]
+    m = initial_magmoms(lifepo4)
+    assert [m[i] for i in fe] == [5.0] * 4 and m[0] == 0.6
+    assert initial_magmoms(lifepo4, {"Fe": 4.0})[fe[0]] == 4.0
+    afm = lifepo4.copy()
+    afm.add_site_property(
+        "magmom", [(-5.0 if i in fe[:2] else 5.0) if i in fe else 0.0 for i in range(len(afm))]
+    )
+    # a model's |m| prediction keeps the AFM signs of the existing order
+    predicted = with_initial_magmoms(afm, [3.7 if i in fe else 0.01 for i in range(len(afm))])
+    assert [predicted.site_properties["magmom"][i] for i in fe] == [-3.7, -3.7, 3.7, 3.7]
+    assert initial_magmoms(predicted, {"Fe": 1.0})[fe[0]] == -3.7  # the site property wins
