@@ -51,6 +51,11 @@ class VaspConfig(BaseModel):
         1, gt=0, description="cores per VASP run, for the cost in core-seconds if OUTCAR has none"
     )
     quality: QualityConfig = Field(default_factory=QualityConfig)
+    retry: bool = Field(True, description="one retry of a quarantined calculation with retry_incar_settings")
+    retry_incar_settings: dict[str, Any] = Field(
+        default_factory=lambda: {"ALGO": "All", "NELM": 200},
+        description="INCAR updates of the retry (robust all-band minimiser, more SCF steps)",
+    )
 
 
 def initial_magmoms(structure: Structure, per_element: Mapping[str, float] | None = None) -> list[float]:
@@ -159,12 +164,16 @@ class VaspLabeler:
         except ValueError as err:
             raise ConfigError(f"vasp labeler options: {err}") from err
 
-    def maker(self, fidelity: str) -> Any:
-        """The atomate2 maker used for ``fidelity``."""
+    def maker(self, fidelity: str, *, retry: bool = False) -> Any:
+        """The atomate2 maker used for ``fidelity`` (``retry``: with ``retry_incar_settings`` on top)."""
+        incar = dict(self.config.user_incar_settings)
+        if retry:
+            incar.update(self.config.retry_incar_settings)
         return make_vasp_maker(
             fidelity,
-            user_incar_settings=self.config.user_incar_settings,
+            user_incar_settings=incar,
             user_kpoints_settings=self.config.user_kpoints_settings,
+            name=f"mfal {fidelity} static" + (" retry" if retry else ""),
         )
 
     def label(
@@ -176,48 +185,68 @@ class VaspLabeler:
         campaign: str | None = None,
         round: int | None = None,
     ) -> list[FrameDoc]:
-        """One FrameDoc per structure (the final ionic step of its static run), in order."""
-        from jobflow import JobStore, run_locally
-        from maggma.stores import MemoryStore
+        """One FrameDoc per structure (the final ionic step of its static run), in order.
 
+        A quarantined result (SCF at NELM, walltime stop, collapsed moments, ...) gets one retry with
+        ``retry_incar_settings``; its cost adds to the first attempt's.
+        """
         check_fidelity(fidelity)
         root = Path(workdir or Path.cwd() / "mfal-vasp").resolve()
         root.mkdir(parents=True, exist_ok=True)
-        maker = self.maker(fidelity)
-        jf_log = logging.getLogger("jobflow.managers.local")
+        common = {"campaign": campaign, "round": round}
         out: list[FrameDoc] = []
         for structure in structures:
-            prepared = prepare_structure(structure, fidelity, self.config.magmom)
-            intended = prepared.site_properties.get("magmom")
-            job = maker.make(prepared)
-            before = set(root.glob("job_*"))
-            handler, errors = _job_error_handler()
-            jf_log.addHandler(handler)
-            old_level = jf_log.level
-            jf_log.setLevel(logging.INFO)
-            t0 = time.perf_counter()
-            try:
-                responses = run_locally(
-                    job,
-                    store=JobStore(MemoryStore()),
-                    create_folders=True,
-                    root_dir=root,
-                    ensure_success=False,
-                    log=False,
-                )
-            finally:
-                jf_log.removeHandler(handler)
-                jf_log.setLevel(old_level)
-            wall = time.perf_counter() - t0
-            new_dirs = sorted(set(root.glob("job_*")) - before)
-            job_dir = new_dirs[-1] if new_dirs else None
-            common = {"campaign": campaign, "round": round, "task_dir": str(job_dir) if job_dir else None}
-            if job.uuid not in responses:
-                reason = _exception_message(errors[-1]) if errors else "VASP job did not finish"
-                out.append(self._failed(structure, fidelity, f"VASP job failed: {reason}", wall, common))
-                continue
-            out.append(self._parse(structure, fidelity, job_dir, intended, wall, common, job.uuid))
+            frame = self._run_one(structure, fidelity, self.maker(fidelity), root, common)
+            if frame.status == "quarantined" and self.config.retry:
+                log.info("retrying %s (%s): %s", frame.formula, fidelity, frame.status_reason)
+                second = self._run_one(structure, fidelity, self.maker(fidelity, retry=True), root, common)
+                cost = frame.cost + second.cost
+                settings = ", ".join(f"{k}={v}" for k, v in self.config.retry_incar_settings.items())
+                if second.status == "ok":
+                    frame = second.model_copy(update={"cost": cost})
+                else:
+                    reason = f"after 1 retry ({settings}): {second.status_reason}"
+                    frame = second.model_copy(update={"cost": cost, "status_reason": reason})
+            out.append(frame)
         return out
+
+    def _run_one(
+        self, structure: Structure, fidelity: str, maker: Any, root: Path, common: dict[str, Any]
+    ) -> FrameDoc:
+        """Run one static job with jobflow in a new folder under ``root`` and parse it."""
+        from jobflow import JobStore, run_locally
+        from maggma.stores import MemoryStore
+
+        prepared = prepare_structure(structure, fidelity, self.config.magmom)
+        intended = prepared.site_properties.get("magmom")
+        job = maker.make(prepared)
+        before = set(root.glob("job_*"))
+        jf_log = logging.getLogger("jobflow.managers.local")
+        handler, errors = _job_error_handler()
+        jf_log.addHandler(handler)
+        old_level = jf_log.level
+        jf_log.setLevel(logging.INFO)
+        t0 = time.perf_counter()
+        try:
+            responses = run_locally(
+                job,
+                store=JobStore(MemoryStore()),
+                create_folders=True,
+                root_dir=root,
+                ensure_success=False,
+                log=False,
+            )
+        finally:
+            jf_log.removeHandler(handler)
+            jf_log.setLevel(old_level)
+        wall = time.perf_counter() - t0
+        new_dirs = sorted(set(root.glob("job_*")) - before)
+        job_dir = new_dirs[-1] if new_dirs else None
+        common = {**common, "task_dir": str(job_dir) if job_dir else None}
+        if job.uuid not in responses:
+            reason = _exception_message(errors[-1]) if errors else "VASP job did not finish"
+            return self._failed(structure, fidelity, f"VASP job failed: {reason}", wall, common)
+        return self._parse(structure, fidelity, job_dir, intended, wall, common, job.uuid)
 
     def _failed(
         self, structure: Structure, fidelity: str, reason: str, wall: float, common: dict[str, Any]

@@ -117,3 +117,45 @@ def test_initial_magmoms(lifepo4):
     predicted = with_initial_magmoms(afm, [3.7 if i in fe else 0.01 for i in range(len(afm))])
     assert [predicted.site_properties["magmom"][i] for i in fe] == [-3.7, -3.7, 3.7, 3.7]
     assert initial_magmoms(predicted, {"Fe": 1.0})[fe[0]] == -3.7  # the site property wins
+
+
+@pytest.fixture
+def stopped_golden(test_data, tmp_path):
+    """The Si golden folder plus the STOPCAR that custodian's WalltimeHandler leaves when it stops a run."""
+    import shutil
+
+    root = tmp_path / "golden"
+    shutil.copytree(test_data / "vasp" / LF_GOLDEN, root / "stopped")
+    (root / "stopped" / "outputs" / "STOPCAR").write_text("LSTOP = .TRUE.\n")
+    shutil.copytree(test_data / "vasp" / LF_GOLDEN, root / "ok")
+    return root
+
+
+@pytest.mark.parametrize("retry_ok", [True, False])
+def test_quarantined_run_gets_one_retry(
+    monkeypatch, stopped_golden, written_incars, test_data, tmp_path, retry_ok
+):
+    from atomate2.utils.testing.vasp import monkeypatch_vasp
+
+    check = {"incar_settings": ["ISPIN", "MAGMOM", "LDAU"], "check_inputs": ["incar", "poscar"]}
+    harness = monkeypatch_vasp(monkeypatch, stopped_golden)
+    register = next(harness)
+    register(
+        {"mfal lf static": "stopped", "mfal lf static retry": "ok" if retry_ok else "stopped"},
+        {"mfal lf static": check, "mfal lf static retry": check},
+    )
+    structure = _golden_structure(test_data, LF_GOLDEN)
+    (frame,) = get_labeler("vasp").label([structure], "lf", workdir=tmp_path / "work")
+    first, second = written_incars
+    assert "ALGO" not in first or first["ALGO"] != "All"
+    assert second["ALGO"] == "All" and second["NELM"] == 200
+    assert frame.cost == pytest.approx(2 * 134.136)  # both attempts: 33.534 s × 4 cores each
+    if retry_ok:
+        assert frame.status == "ok" and frame.energy == pytest.approx(-10.78229092)
+    else:
+        assert frame.status == "quarantined"
+        assert (
+            frame.status_reason.startswith("after 1 retry (ALGO=All, NELM=200): ")
+            and "walltime" in frame.status_reason
+        )
+    next(harness, None)  # undo the patches
