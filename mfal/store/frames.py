@@ -316,7 +316,11 @@ class FrameStore:
 
     # -- frames --------------------------------------------------------------------------------------------
     def upsert_frames(self, frames: Iterable[FrameDoc]) -> int:
-        """Insert or replace frames by ``frame_id``; returns how many were new. All are validated first."""
+        """Insert or replace frames by ``frame_id``; returns how many were new. All are validated first.
+
+        A frame already stored with identical content is left untouched; a changed one is replaced but keeps
+        its first ``created_at``.
+        """
         docs: dict[str, dict] = {}
         for i, frame in enumerate(frames):
             doc = _frame_to_doc(frame, i)
@@ -325,11 +329,22 @@ class FrameStore:
             return 0
         coll = self._frames._collection
         with self._writing():
-            existing = {d["_id"] for d in self._find(self._frames, {"_id": {"$in": list(docs)}}, {"_id": 1})}
-            for fid, doc in docs.items():
+            existing = {d["_id"]: d for d in self._find(self._frames, {"_id": {"$in": list(docs)}})}
+            fresh = [doc for fid, doc in docs.items() if fid not in existing]
+            changed = []
+            for fid, old in existing.items():
+                doc = docs[fid]
+                doc["created_at"] = old.get(
+                    "created_at", doc["created_at"]
+                )  # first time the frame was stored
+                if doc != old:
+                    changed.append(doc)
+            if fresh:  # one transaction; _id = frame_id, so a duplicate cannot slip in
+                _retry_locked(lambda: coll.insert_many(fresh), f"{self.location}: insert {len(fresh)} frames")
+            for doc in changed:  # identical re-upserts write nothing
                 _retry_locked(
-                    lambda fid=fid, doc=doc: coll.replace_one({"_id": fid}, doc, upsert=True),
-                    f"{self.location}: upsert frame {fid}",
+                    lambda doc=doc: coll.replace_one({"_id": doc["_id"]}, doc, upsert=True),
+                    f"{self.location}: replace frame {doc['_id']}",
                 )
         new = len(docs) - len(existing)
         logger.info("%s: upserted %d frames (%d new)", self.location, len(docs), new)
@@ -563,7 +578,8 @@ def _open_mongo(cfg: StoreConfig) -> FrameStore:
             frames._collection.create_index(field, unique=field == "frame_id")
         rounds._collection.create_index("campaign")
     except Exception as err:  # pymongo.errors.PyMongoError and friends
-        msg = redact_uri(str(err).splitlines()[0] if str(err) else type(err).__name__, uri)
+        text = str(err).splitlines()[0].split(", Timeout:")[0] if str(err) else type(err).__name__
+        msg = redact_uri(text, uri)
         raise StoreError(
             f"cannot reach MongoDB {redact_uri(uri)} (URI from {origin}) within "
             f"{cfg.timeout_ms} ms: {type(err).__name__}: {msg[:300]}"

@@ -6,8 +6,6 @@ import multiprocessing as mp
 import time
 import traceback
 
-import pytest
-
 from mfal.store import open_store
 from mfal.store.docs import FrameDoc
 
@@ -33,7 +31,6 @@ def _reader(store_dir: str, stop, errors, counts) -> None:
         errors.put(traceback.format_exc())
 
 
-@pytest.mark.slow  # ~10-20 s: 5 processes on 2 shared cores
 def test_concurrent_writers_and_a_reader(tmp_path, frames_factory):
     store_dir = str(tmp_path / "store")
     frames = frames_factory(16)
