@@ -218,6 +218,7 @@ class State:
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     added_flows: list[dict[str, str]] = field(default_factory=list)  # {"file", "by"}
     ticks: list[str] = field(default_factory=list)
+    pending_tick: str | None = None
     status: str = "running"
 
     @classmethod
@@ -387,14 +388,15 @@ def tick(run_dir: Path, *, submit: bool = True) -> dict[str, Any]:
             r["slurm_id"] for r in state.jobs.values() if r["state"] == "submitted" and "slurm_id" in r
         ]
         if not waiting and not ready:
-            state.status = (
-                "failed" if any(r["state"] == "failed" for r in state.jobs.values()) else "completed"
-            )
-            if all(r["state"] in ("completed", "stopped") for r in state.jobs.values()):
-                state.status = "completed"
+            bad = any(r["state"] in ("failed", "skipped") for r in state.jobs.values())
+            state.status = "failed" if bad else "completed"
+            _cancel_pending_tick(state)
         elif submit:
             state.status = "running"
-            state.ticks.append(submit_tick(run, after=waiting))
+            if new_ids or state.pending_tick is None:
+                _cancel_pending_tick(state)
+                state.pending_tick = submit_tick(run, after=waiting)
+                state.ticks.append(state.pending_tick)
         state.save(state_path)
         summary = {
             "status": state.status,
@@ -412,8 +414,19 @@ def _counts(state: State) -> dict[str, int]:
     return counts
 
 
+def _cancel_pending_tick(state: State) -> None:
+    """Cancel the fallback driver job if it is still waiting for its dependency."""
+    jid, state.pending_tick = state.pending_tick, None
+    if jid is None:
+        return
+    q = subprocess.run(["squeue", "-h", "-j", jid, "-o", "%T"], capture_output=True, text=True, check=False)
+    if q.stdout.strip() == "PENDING":
+        subprocess.run(["scancel", jid], capture_output=True, check=False)
+
+
 def submit_tick(run: Run, after: list[str]) -> str:
-    """Submit the driver tick, after all ``after`` jobs ended (any state); returns the SLURM id."""
+    """Submit a driver tick; with ``after`` it is a fallback that runs only if one of those steps ends
+    *not ok* (killed, timed out, crashed): steps tick themselves when they finish. Returns the SLURM id."""
     script = run.root / "driver.sh"
     script.write_text(run.driver_script())
     args = [
@@ -423,7 +436,7 @@ def submit_tick(run: Run, after: list[str]) -> str:
         f"--output={run.root / 'driver-%j.out'}",
     ]
     if after:
-        args.append("--dependency=afterany:" + ":".join(after))
+        args.append("--dependency=" + "?".join(f"afternotok:{jid}" for jid in after))
     return _run_sbatch([*args, str(script)], "the driver job")
 
 
@@ -492,8 +505,20 @@ def _clean(doc: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if k != "_id"}
 
 
-def run_step(run_dir: Path, key: str) -> None:
-    """Run one job of the flow (inside its SLURM step); raise after recording the reason if it fails."""
+def run_step(run_dir: Path, key: str, *, then_tick: bool = True) -> None:
+    """Run one job (inside its SLURM step), then tick so the next steps start at once.
+
+    A failed job is recorded with its reason and re-raised (the SLURM job ends FAILED); a failed tick also
+    ends the step non-zero, which starts the fallback driver job (``afternotok``).
+    """
+    try:
+        _run_step(run_dir, key)
+    finally:
+        if then_tick:
+            tick(run_dir)
+
+
+def _run_step(run_dir: Path, key: str) -> None:
     run = Run.open(run_dir)
     sdir = run.step_dir(key)
     job = _load_obj(sdir / "job.json")
@@ -551,6 +576,7 @@ def dry_run_scripts(flow: Any, run_dir: Path, cluster: ClusterConfig) -> list[tu
     """``[(title, script)]`` for the driver and the steps the first tick would submit; writes nothing."""
     run = prepare_run(flow, run_dir, cluster, write=False)
     out = [("driver (sbatch driver.sh; resubmitted with --dependency=afterany:<steps>)", run.driver_script())]
+    used: set[str] = set()
     for job in _iter_jobs(flow):
         parents = _parents(job)
         qname, _ = cluster.queue_for(job.name)
@@ -561,6 +587,11 @@ def dry_run_scripts(flow: Any, run_dir: Path, cluster: ClusterConfig) -> list[tu
                 run.step_script(job_key(job), qname),
             )
         )
+        used.add(qname)
+    for qname, queue in cluster.queues.items():
+        if qname not in used:
+            title = f"step template [{qname}] for jobs created at run time named like {queue.match or 'anything else'}"
+            out.append((title, run.step_script("UUID_INDEX", qname)))
     return out
 
 
