@@ -159,7 +159,9 @@ def resolve_store_config(target: StoreConfig | str | Path) -> StoreConfig:
         cfg = target
     else:
         p = Path(target).expanduser()
-        if p.suffix in (".yaml", ".yml"):
+        if p.name == CAMPAIGN_FILE and p.is_file():
+            cfg = campaign_store_config(p.parent)
+        elif p.suffix in (".yaml", ".yml"):
             if not p.is_file():
                 raise ConfigError(f"{p}: no such store config file")
             cfg = StoreConfig.from_yaml(p)

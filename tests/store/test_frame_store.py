@@ -161,3 +161,28 @@ def test_open_warns_when_the_store_is_on_a_network_filesystem(tmp_path, caplog, 
     with caplog.at_level(logging.WARNING, logger="mfal.store.frames"), open_store(tmp_path / "s"):
         pass
     assert "is on a network file system (nfs4)" in caplog.text
+
+
+def test_changed_frame_is_replaced_but_keeps_its_first_created_at(store, frames_factory):
+    (frame,) = frames_factory(1)
+    store.upsert_frames([frame])
+    later = frame.model_copy(
+        update={"status": "quarantined", "status_reason": "re-checked: moments collapsed"}
+    )
+    later = later.model_copy(update={"created_at": later.created_at.replace(year=later.created_at.year + 1)})
+    assert store.upsert_frames([later]) == 0
+    (back,) = store.query_frames()
+    assert (back.status, back.status_reason) == ("quarantined", "re-checked: moments collapsed")
+    assert back.created_at == frame.created_at
+    assert store.training_frames() == []
+
+
+def test_campaign_yaml_store_section(tmp_path, frames_factory):
+    campaign = tmp_path / "camp"
+    campaign.mkdir()
+    (campaign / "campaign.yaml").write_text("name: demo\nstore:\n  type: embedded\n  path: data/frames\n")
+    with open_store(campaign / "campaign.yaml") as s:  # --store campaign.yaml works like --dir
+        assert s.location == str((campaign / "data" / "frames").resolve())
+        s.upsert_frames(frames_factory(1))
+    with open_store(campaign, create=False) as s:
+        assert s.count() == 1
