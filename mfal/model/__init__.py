@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+from mfal.model.calculator import MFCHGNetCalculator
+from mfal.model.ensemble import MFEnsemble, readout_ensemble
 from mfal.model.mfchgnet import MFCHGNet, file_sha256, validate_components
 
-__all__ = ["MFCHGNet", "file_sha256", "validate_components"]
+__all__ = [
+    "MFCHGNet",
+    "MFCHGNetCalculator",
+    "MFEnsemble",
+    "file_sha256",
+    "readout_ensemble",
+    "validate_components",
+]

@@ -42,7 +42,7 @@ from mfal.fidelity import UnknownFidelityError
 logger = logging.getLogger(__name__)
 
 VALID_COMPONENTS = "EMRC"
-VALID_TASKS = ("e", "ef", "em", "efs", "efsm")
+VALID_TASKS = ("e", "ef", "em", "efm", "efs", "efsm")
 MAX_Z = 94
 #: GPa per eV/Å^3
 GPA_PER_EV_A3 = 160.21766208
@@ -374,7 +374,7 @@ class MFCHGNet(nn.Module):
         Args:
             graphs: crystal graphs (from :meth:`graphs`).
             fidelity: a fidelity name for all graphs, or a LongTensor [n_graphs] of 1-based indices.
-            task: subset of "efsm" in chgnet's order ("e", "ef", "em", "efs", "efsm").
+            task: one of "e", "ef", "em", "efm", "efs", "efsm" (e energy, f forces, s stress, m magmoms).
             is_training: keep the autograd graph (create_graph for forces/stress) for ``loss.backward()``.
             create_graph: differentiable force/stress backward (default: ``is_training``). chgnet always uses it;
                 without it inference is ~7 % faster and forces differ from chgnet's by float32 rounding (~3e-5 eV/Å).
@@ -383,8 +383,6 @@ class MFCHGNet(nn.Module):
             "e": Tensor [n_graphs] eV/atom (incl. AtomRef), "f": list of [n_i, 3] eV/Å, "s": list of [3, 3] GPa
             (CHGNet convention = VASP × −0.1), "m": list of [n_i] μB, "atoms_per_graph": LongTensor [n_graphs].
         """
-        from chgnet.model.model import BatchedGraph
-
         if task not in VALID_TASKS:
             raise ConfigError(f"task={task!r} not in {list(VALID_TASKS)}")
         if len(graphs) == 0:
@@ -399,77 +397,14 @@ class MFCHGNet(nn.Module):
         compute_f, compute_s, compute_m = "f" in task, "s" in task, "m" in task
 
         with torch.enable_grad():
-            bg = BatchedGraph.from_graphs(
-                graphs,
-                bond_basis_expansion=self.bond_basis_expansion,
-                angle_basis_expansion=self.angle_basis_expansion,
-                compute_stress=compute_s,
+            trunk = self._trunk(
+                graphs, fid_graph, f_single, compute_stress=compute_s, compute_magmom=compute_m
             )
-            owners = bg.atom_owners.long()  # [n_atoms]
-            atoms_per_graph = torch.bincount(owners, minlength=len(graphs))  # [n_graphs]
-            fid_atom = fid_graph[owners]  # [n_atoms]
+            bg, atoms_per_graph = trunk["bg"], trunk["atoms_per_graph"]
             pred: dict[str, Any] = {"atoms_per_graph": atoms_per_graph}
-
-            # embeddings
-            atom_feas = self.atom_embedding(bg.atomic_numbers - 1)  # [n_atoms, 64]
-            if "E" in self.components:
-                atom_feas = atom_feas + self.fidelity_embedding(fid_atom)
-            bond_feas = self.bond_embedding(bg.bond_bases_ag)  # [n_bonds, 64]
-            bond_weights_ag = self.bond_weights_ag(bg.bond_bases_ag)
-            bond_weights_bg = self.bond_weights_bg(bg.bond_bases_bg)
-            has_angles = len(bg.angle_bases) != 0
-            if has_angles:
-                angle_feas = self.angle_embedding(bg.angle_bases)  # [n_angles, 64]
-                bond_centre = bg.batched_bond_graph[:, 0]
-            atom_graph = bg.batched_atom_graph
-            d2u = bg.directed2undirected
-
-            def extras(key: str, centre: Tensor) -> tuple[Tensor | None, Tensor | None]:
-                if "M" not in self.components:
-                    return None, None
-                core, gate = self.fidelity_columns[f"{key}_core"], self.fidelity_columns[f"{key}_gate"]
-                if f_single is not None:
-                    return core[:, f_single], gate[:, f_single]  # [out] broadcast over rows
-                rows = fid_atom[centre]  # [n_rows]
-                return core.t()[rows], gate.t()[rows]  # [n_rows, out]
-
-            for idx in range(self.n_conv):
-                atom_feas = self._atom_conv(
-                    idx, atom_feas, bond_feas, bond_weights_ag, atom_graph, d2u, extras
-                )
-                if idx == self.n_conv - 1:
-                    break
-                if has_angles and self.bond_conv_layers is not None:
-                    bond_feas = self._bond_conv(
-                        idx,
-                        atom_feas,
-                        bond_feas,
-                        bond_weights_bg,
-                        angle_feas,
-                        bg.batched_bond_graph,
-                        extras(f"bond_conv{idx}", bond_centre),
-                    )
-                    if self.angle_layers is not None:
-                        angle_feas = self._angle_update(
-                            idx,
-                            atom_feas,
-                            bond_feas,
-                            angle_feas,
-                            bg.batched_bond_graph,
-                            extras(f"angle{idx}", bond_centre),
-                        )
-                if idx == self.n_conv - 2 and compute_m:
-                    magmom = torch.abs(self.site_wise(atom_feas)).view(-1)  # [n_atoms] μB
-                    pred["m"] = list(torch.split(magmom, atoms_per_graph.tolist()))
-
-            if self.readout_norm is not None:
-                atom_feas = self.readout_norm(atom_feas)
-            if self.mlp_first:
-                site_energies = self._readout(atom_feas, fid_atom, f_single)  # [n_atoms, 1] eV
-                energy = self.pooling(site_energies, owners).view(-1)  # [n_graphs] eV
-            else:
-                crystal_feas = self.pooling(atom_feas, owners)
-                energy = self._readout(crystal_feas, fid_graph, f_single).view(-1) * atoms_per_graph
+            if compute_m:
+                pred["m"] = trunk["m"]
+            energy = self._head_energy(trunk, fid_graph, f_single)  # [n_graphs] eV
 
             if compute_f or compute_s:
                 inputs = (list(bg.atom_positions) if compute_f else []) + (
@@ -489,7 +424,7 @@ class MFCHGNet(nn.Module):
             if self.is_intensive:
                 energy = energy / atoms_per_graph
             pred["e"] = energy + self._composition_energy(
-                bg.atomic_numbers, owners, atoms_per_graph, fid_graph
+                bg.atomic_numbers, trunk["owners"], atoms_per_graph, fid_graph
             )
 
         if not is_training:
@@ -497,6 +432,97 @@ class MFCHGNet(nn.Module):
                 if key in pred:
                     pred[key] = pred[key].detach() if key == "e" else [t.detach() for t in pred[key]]
         return pred
+
+    def _trunk(
+        self,
+        graphs: Sequence[CrystalGraph],
+        fid_graph: Tensor,
+        f_single: int | None,
+        *,
+        compute_stress: bool,
+        compute_magmom: bool,
+    ) -> dict[str, Any]:
+        """Batched graph and message passing up to the (normalised) atom features before the readout."""
+        from chgnet.model.model import BatchedGraph
+
+        bg = BatchedGraph.from_graphs(
+            graphs,
+            bond_basis_expansion=self.bond_basis_expansion,
+            angle_basis_expansion=self.angle_basis_expansion,
+            compute_stress=compute_stress,
+        )
+        owners = bg.atom_owners.long()  # [n_atoms]
+        atoms_per_graph = torch.bincount(owners, minlength=len(graphs))  # [n_graphs]
+        fid_atom = fid_graph[owners]  # [n_atoms]
+        out: dict[str, Any] = {
+            "bg": bg,
+            "owners": owners,
+            "atoms_per_graph": atoms_per_graph,
+            "fid_atom": fid_atom,
+        }
+
+        atom_feas = self.atom_embedding(bg.atomic_numbers - 1)  # [n_atoms, 64]
+        if "E" in self.components:
+            atom_feas = atom_feas + self.fidelity_embedding(fid_atom)
+        bond_feas = self.bond_embedding(bg.bond_bases_ag)  # [n_bonds, 64]
+        bond_weights_ag = self.bond_weights_ag(bg.bond_bases_ag)
+        bond_weights_bg = self.bond_weights_bg(bg.bond_bases_bg)
+        has_angles = len(bg.angle_bases) != 0
+        if has_angles:
+            angle_feas = self.angle_embedding(bg.angle_bases)  # [n_angles, 64]
+            bond_centre = bg.batched_bond_graph[:, 0]
+        atom_graph = bg.batched_atom_graph
+        d2u = bg.directed2undirected
+
+        def extras(key: str, centre: Tensor) -> tuple[Tensor | None, Tensor | None]:
+            if "M" not in self.components:
+                return None, None
+            core, gate = self.fidelity_columns[f"{key}_core"], self.fidelity_columns[f"{key}_gate"]
+            if f_single is not None:
+                return core[:, f_single], gate[:, f_single]  # [out] broadcast over rows
+            rows = fid_atom[centre]  # [n_rows]
+            return core.t()[rows], gate.t()[rows]  # [n_rows, out]
+
+        for idx in range(self.n_conv):
+            atom_feas = self._atom_conv(idx, atom_feas, bond_feas, bond_weights_ag, atom_graph, d2u, extras)
+            if idx == self.n_conv - 1:
+                break
+            if has_angles and self.bond_conv_layers is not None:
+                bond_feas = self._bond_conv(
+                    idx,
+                    atom_feas,
+                    bond_feas,
+                    bond_weights_bg,
+                    angle_feas,
+                    bg.batched_bond_graph,
+                    extras(f"bond_conv{idx}", bond_centre),
+                )
+                if self.angle_layers is not None:
+                    angle_feas = self._angle_update(
+                        idx,
+                        atom_feas,
+                        bond_feas,
+                        angle_feas,
+                        bg.batched_bond_graph,
+                        extras(f"angle{idx}", bond_centre),
+                    )
+            if idx == self.n_conv - 2 and compute_magmom:
+                magmom = torch.abs(self.site_wise(atom_feas)).view(-1)  # [n_atoms] μB
+                out["m"] = list(torch.split(magmom, atoms_per_graph.tolist()))
+
+        if self.readout_norm is not None:
+            atom_feas = self.readout_norm(atom_feas)
+        out["atom_feas"] = atom_feas  # [n_atoms, 64]
+        return out
+
+    def _head_energy(self, trunk: dict[str, Any], fid_graph: Tensor, f_single: int | None) -> Tensor:
+        """Readout energy [n_graphs] in eV (total, without AtomRef) from the trunk's atom features."""
+        atom_feas, owners = trunk["atom_feas"], trunk["owners"]
+        if self.mlp_first:
+            site_energies = self._readout(atom_feas, trunk["fid_atom"], f_single)  # [n_atoms, 1] eV
+            return self.pooling(site_energies, owners).view(-1)
+        crystal_feas = self.pooling(atom_feas, owners)
+        return self._readout(crystal_feas, fid_graph, f_single).view(-1) * trunk["atoms_per_graph"]
 
     def _atom_conv(self, idx, atom_feas, bond_feas, bond_weights, atom_graph, d2u, extras) -> Tensor:
         layer = self.atom_conv_layers[idx]

@@ -1,0 +1,246 @@
+"""Ensembles of MFCHGNet members: mean and spread of energy, forces and magnetic moments per fidelity.
+
+Graphs are built once per call and shared by all members. When the members share their trunk (every weight
+except the readout heads and AtomRefs is identical, e.g. a readout ensemble built by :func:`readout_ensemble`),
+the trunk runs once and the K member forces come from one batched backward pass (``is_grads_batched``);
+otherwise each member runs its own forward on the shared graphs.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from pymatgen.core import Structure
+
+from mfal.errors import ConfigError, DataError
+from mfal.model.mfchgnet import MFCHGNet
+
+logger = logging.getLogger(__name__)
+
+#: state-dict prefixes that belong to a member's head (may differ in a shared-trunk ensemble)
+HEAD_PREFIXES = ("readouts.", "mlp.", "atom_ref")
+
+
+class MFEnsemble:
+    """K MFCHGNet members with the same fidelities and graph cutoffs."""
+
+    def __init__(self, members: Sequence[MFCHGNet]) -> None:
+        members = list(members)
+        if not members:
+            raise ConfigError("an ensemble needs at least one member")
+        lead = members[0]
+        for i, member in enumerate(members[1:], start=1):
+            if member.fidelities != lead.fidelities:
+                raise ConfigError(
+                    f"member {i} fidelities {list(member.fidelities)} != {list(lead.fidelities)}"
+                )
+            conv, lead_conv = member.graph_converter, lead.graph_converter
+            if (conv.atom_graph_cutoff, conv.bond_graph_cutoff) != (
+                lead_conv.atom_graph_cutoff,
+                lead_conv.bond_graph_cutoff,
+            ):
+                raise ConfigError(
+                    f"member {i} graph cutoffs differ from member 0; graphs could not be shared"
+                )
+        self.members: list[MFCHGNet] = members
+        self.shared_trunk: bool = len(members) > 1 and _same_trunk(members)
+
+    @property
+    def fidelities(self) -> tuple[str, ...]:
+        """Fidelity names of the members."""
+        return self.members[0].fidelities
+
+    @classmethod
+    def from_checkpoints(
+        cls,
+        paths: Sequence[str | os.PathLike],
+        sha256s: Sequence[str | None] | None = None,
+        device: str = "cpu",
+    ) -> MFEnsemble:
+        """Load members saved by :meth:`MFCHGNet.save`, checking each sha256 when given."""
+        paths = list(paths)
+        if sha256s is not None and len(sha256s) != len(paths):
+            raise ConfigError(f"got {len(sha256s)} sha256s for {len(paths)} checkpoints")
+        shas = list(sha256s) if sha256s is not None else [None] * len(paths)
+        return cls([MFCHGNet.load(p, sha256=s, device=device) for p, s in zip(paths, shas, strict=True)])
+
+    def predict_with_uncertainty(
+        self,
+        structures: Structure | Sequence[Structure],
+        fidelity: str,
+        *,
+        batch_size: int = 16,
+        names: Sequence[str] | None = None,
+        force_probes: int | None = None,
+        seed: int = 0,
+    ) -> dict[str, np.ndarray | list]:
+        """Ensemble mean and spread (population std over the K members) at ``fidelity``.
+
+        Returns "energy" [n] eV/atom, "energy_std" [n], "forces" list of [n_i, 3] eV/Å, "forces_std" list of [n_i]
+        (per atom: norm of the per-component std, eV/Å), "force_std_max" [n], "force_std_mean" [n]; for magnetic
+        fidelities also "magmoms" / "magmoms_std" lists of [n_i] μB.
+
+        ``force_probes`` (shared-trunk ensembles only): number P < K-1 of random orthonormal contrast probes for an
+        unbiased sketch of the force variance (cost: 1 + P backward passes instead of K). None = exact.
+        """
+        if isinstance(structures, Structure):
+            structures = [structures]
+        lead = self.members[0]
+        lead.fidelity_tensor(fidelity, 1)  # validate the name before any work
+        if batch_size < 1:
+            raise ConfigError(f"batch_size={batch_size} must be >= 1")
+        k = len(self.members)
+        if force_probes is not None:
+            if not self.shared_trunk:
+                raise ConfigError(
+                    "force_probes needs a shared-trunk ensemble (e.g. readout_ensemble); use None"
+                )
+            if not 1 <= force_probes <= k - 1:
+                raise ConfigError(f"force_probes={force_probes} not in 1..{k - 1} (K-1 = exact)")
+        graphs = lead.graphs(structures, names=names)  # built once, shared by every member
+        magnetic = fidelity in lead.magnetic_fidelities
+        probes = self._probes(force_probes, seed) if self.shared_trunk else None
+        energies: list[np.ndarray] = []  # per batch [K, b] eV/atom
+        f_mean: list[np.ndarray] = []  # per structure [n_i, 3] eV/Å
+        f_var: list[np.ndarray] = []  # per structure [n_i, 3] (eV/Å)^2
+        magmoms: list[np.ndarray] = []  # per structure [K, n_i] μB
+        modes = [m.training for m in self.members]
+        for member in self.members:
+            member.eval()
+        try:
+            for start in range(0, len(graphs), batch_size):
+                batch = graphs[start : start + batch_size]
+                if self.shared_trunk:
+                    e, fm, fv, m = self._shared_batch(batch, fidelity, magnetic, probes)
+                else:
+                    e, fm, fv, m = self._member_batch(batch, fidelity, magnetic)
+                energies.append(e)
+                f_mean.extend(fm)
+                f_var.extend(fv)
+                magmoms.extend(m)
+        finally:
+            for member, mode in zip(self.members, modes, strict=True):
+                member.train(mode)
+        e_all = np.concatenate(energies, axis=1)  # [K, n]
+        forces_std = [np.sqrt(v.sum(axis=-1)) for v in f_var]  # [n_i] eV/Å
+        out: dict[str, np.ndarray | list] = {
+            "energy": e_all.mean(axis=0),
+            "energy_std": e_all.std(axis=0),
+            "forces": f_mean,
+            "forces_std": forces_std,
+            "force_std_max": np.array([s.max() for s in forces_std]),
+            "force_std_mean": np.array([s.mean() for s in forces_std]),
+        }
+        if magnetic:
+            out["magmoms"] = [m.mean(axis=0) for m in magmoms]
+            out["magmoms_std"] = [m.std(axis=0) for m in magmoms]
+        return out
+
+    def _probes(self, force_probes: int | None, seed: int) -> torch.Tensor:
+        """Rows [1 + P, K]: the mean (1/K) then P orthonormal zero-sum contrasts scaled by sqrt((K-1)/P), so
+        that the sum of squared probe gradients / K estimates the per-component force variance (exact if P=K-1)."""
+        k = len(self.members)
+        p = k - 1 if force_probes is None else force_probes
+        # orthonormal basis of the zero-sum subspace: Helmert-like, via QR of centred random/identity columns
+        gen = torch.Generator().manual_seed(seed)
+        raw = (
+            torch.randn(k, k - 1, generator=gen, dtype=torch.float64)
+            if p < k - 1
+            else torch.eye(k, k - 1, dtype=torch.float64)
+        )
+        raw = raw - raw.mean(dim=0, keepdim=True)
+        basis, _ = torch.linalg.qr(raw)  # [K, K-1] orthonormal columns, each zero-sum
+        contrasts = basis[:, :p].T * np.sqrt((k - 1) / p)  # [P, K]
+        mean_row = torch.full((1, k), 1.0 / k, dtype=torch.float64)
+        return torch.cat([mean_row, contrasts]).float()
+
+    def _member_batch(self, graphs, fidelity: str, magnetic: bool):
+        task = "efm" if magnetic else "ef"
+        preds = [member.forward(graphs, fidelity, task=task) for member in self.members]
+        e = np.stack([p["e"].cpu().numpy() for p in preds])  # [K, b]
+        forces = [
+            np.stack([p["f"][i].cpu().numpy() for p in preds]) for i in range(len(graphs))
+        ]  # [K, n_i, 3]
+        m = (
+            [np.stack([p["m"][i].cpu().numpy() for p in preds]) for i in range(len(graphs))]
+            if magnetic
+            else []
+        )
+        return e, [f.mean(axis=0) for f in forces], [f.var(axis=0) for f in forces], m
+
+    def _shared_batch(self, graphs, fidelity: str, magnetic: bool, probes: torch.Tensor):
+        lead = self.members[0]
+        n_members = len(self.members)
+        fid_graph = lead.fidelity_tensor(fidelity, len(graphs))
+        f_single = lead.fidelities.index(fidelity)
+        device = lead.device
+        graphs = [g if g.atomic_number.device == device else g.to(device) for g in graphs]
+        with torch.enable_grad():
+            trunk = lead._trunk(graphs, fid_graph, f_single, compute_stress=False, compute_magmom=magnetic)
+            heads = torch.stack(
+                [m._head_energy(trunk, fid_graph, f_single) for m in self.members]
+            )  # [K, b] eV
+            grads = torch.autograd.grad(
+                heads.sum(dim=1),  # [K]
+                list(trunk["bg"].atom_positions),
+                grad_outputs=probes.to(device=device, dtype=heads.dtype),  # [1 + P, K]
+                is_grads_batched=True,
+            )  # per structure [1 + P, n_i, 3]
+        bg, apg = trunk["bg"], trunk["atoms_per_graph"]
+        energy = heads.detach()
+        if lead.is_intensive:
+            energy = energy / apg
+        energy = energy + torch.stack(
+            [m._composition_energy(bg.atomic_numbers, trunk["owners"], apg, fid_graph) for m in self.members]
+        )
+        f_mean = [(-g[0]).detach().cpu().numpy() for g in grads]
+        f_var = [(g[1:] ** 2).sum(dim=0).detach().cpu().numpy() / n_members for g in grads]
+        m = (
+            [np.repeat(t.detach().cpu().numpy()[None], n_members, axis=0) for t in trunk["m"]]
+            if magnetic
+            else []
+        )
+        return energy.cpu().numpy(), f_mean, f_var, m
+
+
+def _same_trunk(members: Sequence[MFCHGNet]) -> bool:
+    """True if all members have identical weights outside their heads (readouts, AtomRef)."""
+    lead = members[0].state_dict()
+    for member in members[1:]:
+        state = member.state_dict()
+        if state.keys() != lead.keys() or member.components != members[0].components:
+            return False
+        for key, value in lead.items():
+            if not key.startswith(HEAD_PREFIXES) and not torch.equal(value, state[key]):
+                return False
+    return True
+
+
+def readout_ensemble(base: MFCHGNet, k: int, *, seed: int = 0, noise: float = 0.0) -> MFEnsemble:
+    """K copies of ``base`` sharing its trunk; each member's readout weights get Gaussian noise of relative size
+    ``noise`` (std = noise × |w| elementwise, seeded) — members are then trained on their own (e.g. bootstrapped)
+    data with the trunk frozen."""
+    if k < 1:
+        raise ConfigError(f"k={k} must be >= 1")
+    if noise < 0:
+        raise ConfigError(f"noise={noise} must be >= 0")
+    gen = torch.Generator().manual_seed(seed)
+    members = []
+    for _ in range(k):
+        member = copy.deepcopy(base)
+        if noise > 0:
+            with torch.no_grad():
+                for name, param in member.named_parameters():
+                    if name.startswith(("readouts.", "mlp.")):
+                        eps = torch.randn(param.shape, generator=gen).to(param.device)
+                        param.add_(eps * noise * param.abs())
+        members.append(member)
+    ensemble = MFEnsemble(members)
+    if k > 1 and not ensemble.shared_trunk:
+        raise DataError("readout_ensemble members do not share a trunk (internal error)")
+    return ensemble
