@@ -21,10 +21,10 @@ def _build_flow(config: Path, run_dir: Path, flow_factory: str | None, device: s
         raise ConfigError(f"config {config} does not exist")
     if flow_factory is None:
         try:
-            from mfal.campaign import campaign_flow  # type: ignore[attr-defined]
+            from flows.campaign import campaign_flow
         except ImportError as err:
             raise ConfigError(
-                "the campaign flow builder (mfal.campaign.campaign_flow) is not available; "
+                "the campaign flow builder (flows.campaign.campaign_flow) is not available; "
                 "pass --flow MODULE:FUNCTION"
             ) from err
         factory = campaign_flow
