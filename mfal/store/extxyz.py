@@ -102,11 +102,13 @@ def atoms_to_frame(
     fidelity: str | None = None,
     source: str = "import",
     where: str = "atoms",
+    raw_frame_id: str | None = None,
 ) -> FrameDoc:
     """FrameDoc from ASE ``Atoms`` written by :func:`write_extxyz` or another tool.
 
     ``fidelity``: used when the frame has no ``fidelity`` info; if both are given they must agree.
-    ``where`` names the frame in error messages (e.g. ``"data.xyz frame 3"``).
+    ``where`` names the frame in error messages (e.g. ``"data.xyz frame 3"``). ``raw_frame_id``: the id as
+    written in the file, for ids that ASE parsed as a number (an all-digit hex id such as ``"0123…"``).
     """
     from pymatgen.core import Lattice, Structure
 
@@ -172,12 +174,13 @@ def atoms_to_frame(
         fields["cost"] = float(info["cost"])
     if info.get("created_at") is not None:
         fields["created_at"] = str(info["created_at"])
-    frame_id = info.get("frame_id")
+    frame_id = raw_frame_id if raw_frame_id is not None else info.get("frame_id")
     if isinstance(frame_id, str) and frame_id:
         fields["frame_id"] = frame_id
     elif frame_id is not None:
-        # ASE parses an all-digit hex id as a number; the id is re-derived from structure+fidelity+calc
-        logger.warning("%s: frame_id %r was not read back as text; re-deriving it", where, frame_id)
+        logger.warning(
+            "%s: frame_id %r is not text; re-deriving it from structure+fidelity+calc", where, frame_id
+        )
     try:
         return FrameDoc.from_structure(structure, fidelity=fid, calc=calc, **fields)
     except ValueError as err:  # pydantic ValidationError is a ValueError
@@ -204,7 +207,38 @@ def read_extxyz(path: str | Path, *, fidelity: str | None = None, source: str = 
         raise DataError(f"{path}: not a readable extxyz file ({type(err).__name__}: {err})") from err
     if not images:
         raise DataError(f"{path}: contains no frames")
+    raw_ids: list[str | None] | None = None
+    if any("frame_id" in a.info and not isinstance(a.info["frame_id"], str) for a in images):
+        raw_ids = _raw_info_values(path, "frame_id", len(images))
     return [
-        atoms_to_frame(atoms, fidelity=fidelity, source=source, where=f"{path} frame {i}")
+        atoms_to_frame(
+            atoms,
+            fidelity=fidelity,
+            source=source,
+            where=f"{path} frame {i}",
+            raw_frame_id=raw_ids[i] if raw_ids else None,
+        )
         for i, atoms in enumerate(images)
     ]
+
+
+def _raw_info_values(path: Path, key: str, n_frames: int) -> list[str | None] | None:
+    """The unparsed ``key=value`` of every frame's comment line (ASE turns digit-only strings into numbers)."""
+    import re
+
+    pattern = re.compile(rf'(?:^|\s){re.escape(key)}=(?:"([^"]*)"|(\S+))')
+    values: list[str | None] = []
+    with open(path) as fh:
+        while True:
+            head = fh.readline()
+            if not head.strip():
+                break
+            try:
+                natoms = int(head.split()[0])
+            except ValueError:
+                return None
+            m = pattern.search(fh.readline())
+            values.append(None if m is None else (m.group(1) if m.group(1) is not None else m.group(2)))
+            for _ in range(natoms):
+                fh.readline()
+    return values if len(values) == n_frames else None

@@ -81,3 +81,14 @@ def test_malformed_and_mismatched_files_fail_naming_the_file(tmp_path, frames_fa
         DataError, match=r"good.xyz frame 0: fidelity='hf' in the file but 'lf' was requested"
     ):
         read_extxyz(good, fidelity="lf")
+
+
+def test_all_digit_frame_id_survives_ase_number_parsing(tmp_path, frames_factory):
+    """ASE reads ``frame_id=000123...`` back as a float; the raw text must be used instead."""
+    a, b = frames_factory(2)
+    a = a.model_copy(update={"frame_id": "000123000000000000000123"})
+    b = b.model_copy(update={"frame_id": "1234e5678901234567890123"})
+    path = tmp_path / "digits.xyz"
+    write_extxyz([a, b], path)
+    assert not isinstance(ase.io.read(path, index=0).info["frame_id"], str)  # the ASE behaviour handled here
+    assert [f.frame_id for f in read_extxyz(path)] == [a.frame_id, b.frame_id]
