@@ -33,7 +33,6 @@ def run_mfal(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.slow  # parses 46 ionic steps of real VASP output (~10 s on a busy 2-core machine)
 def test_import_every_reference_calculation(tmp_path, test_data):
     vasp = test_data / "vasp"
     store_dir = tmp_path / "store"
