@@ -159,3 +159,17 @@ def test_walltime_stop_quarantines_the_last_step(vasp, tmp_path):
     (tmp_path / "run" / "STOPCAR").write_text("LSTOP = .TRUE.\n")
     (frame,) = parse_vasp_dir(tmp_path / "run")
     assert frame.status == "quarantined" and "walltime" in frame.status_reason
+
+
+def test_quarantined_frames_never_reach_training(vasp, tmp_path):
+    """Stored in a real embedded store, the collapsed FeO steps and the unconverged V2O5 steps stay out."""
+    from mfal.store import open_store
+
+    frames = parse_vasp_dir(vasp / "custodian_FeO_afm_ggaU_relax") + parse_vasp_dir(
+        vasp / "pymatgen_V2O5_ggaU_unconverged"
+    )
+    with open_store(tmp_path / "store") as fs:
+        assert fs.upsert_frames(frames) == 33
+        training = fs.training_frames(fidelity="hf")
+        assert fs.count(status="quarantined") == 30
+    assert {f.frame_id for f in training} == {f.frame_id for f in frames[:3]}
