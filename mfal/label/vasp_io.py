@@ -338,6 +338,16 @@ def parse_vasp_dir(
     return frames
 
 
+def parse_task_dir(dir_name: str | Path, **kwargs: Any) -> list[FrameDoc]:
+    """:func:`parse_vasp_dir` of an atomate2 TaskDoc's ``dir_name`` (``"host:/path"`` or a plain path)."""
+    text = str(dir_name)
+    if ":" in text and not Path(text).exists():
+        host, _, rest = text.partition(":")
+        if "/" not in host:
+            text = rest
+    return parse_vasp_dir(text, **kwargs)
+
+
 def oszicar_convergence(directory: str | Path, nelm: int | None = None) -> list[str | None]:
     """Per ionic step of an OSZICAR: ``None`` if the SCF converged, else the reason (SCF at NELM).
 

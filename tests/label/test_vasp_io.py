@@ -173,3 +173,11 @@ def test_quarantined_frames_never_reach_training(vasp, tmp_path):
         training = fs.training_frames(fidelity="hf")
         assert fs.count(status="quarantined") == 30
     assert {f.frame_id for f in training} == {f.frame_id for f in frames[:3]}
+
+
+def test_parse_task_dir_strips_the_host(vasp):
+    from mfal.label.vasp_io import parse_task_dir
+
+    folder = vasp / "atomate2_MgMn2O4_static_afm" / "outputs"
+    (frame,) = parse_task_dir(f"node042:{folder}", source="vasp", round=4)
+    assert frame.source == "vasp" and frame.round == 4 and frame.task_dir == str(folder)
