@@ -121,7 +121,7 @@ class Cp2kSettings(BaseModel):
         "basis-dependent than Mulliken with the non-orthogonal MOLOPT basis)",
     )
     retry: dict[str, Any] = Field(
-        default_factory=lambda: {"ot": False, "max_scf": 100, "outer_max_scf": 2},
+        default_factory=lambda: {"ot": False, "max_scf": 200},
         description="settings changed for the one retry after SCF/step-limit/wall-time failure ({} = no retry)",
     )
     keep_wfn: bool = Field(False, description="keep CP2K's *.wfn restart files (MB each)")
@@ -155,6 +155,13 @@ class Cp2kSettings(BaseModel):
     def effective_outer_max_scf(self) -> int:
         """Outer loops so that max_scf × outer ≤ scf_step_limit."""
         return max(1, min(self.outer_max_scf, self.scf_step_limit // self.max_scf))
+
+    @property
+    def scf_limit(self) -> int:
+        """SCF steps one calculation may take: max_scf × outer loops (OT) or max_scf (diagonalisation)."""
+        if self.ot:
+            return self.max_scf * self.effective_outer_max_scf
+        return min(self.max_scf, self.scf_step_limit)
 
     @property
     def cores(self) -> int:
@@ -328,6 +335,8 @@ def _override_params(structure: Structure, settings: Cp2kSettings) -> dict[str, 
             subsys[alias] = {"DFT_PLUS_U": {"L": 2, "U_MINUS_J": f"[eV] {u}"}}
     if subsys:
         dft["PLUS_U_METHOD"] = settings.plus_u_method
+    if not settings.ot:  # pymatgen writes MAX_SCF 400 for diagonalisation, whatever max_scf says
+        dft["SCF"] = {"MAX_SCF": settings.scf_limit}
     return {
         "FORCE_EVAL": {"DFT": dft, "SUBSYS": subsys},
         "GLOBAL": {"WALLTIME": _hhmmss(settings.wall_time_limit_s)},
@@ -475,7 +484,7 @@ def _assess(run_dir: Path, wall_s: float, settings: Cp2kSettings) -> Attempt:
     elif out.error:
         att.crash = f"CP2K aborted: {out.error}"
     elif not out.scf_converged and out.scf_steps is not None:
-        limit = settings.max_scf * settings.effective_outer_max_scf
+        limit = settings.scf_limit
         what = "SCF step limit reached" if out.scf_steps >= limit else "SCF not converged"
         att.retryable = f"{what} ({out.scf_steps} steps, limit {limit}, eps_scf {settings.eps_scf:g})"
     elif out.energy is None or out.forces is None:

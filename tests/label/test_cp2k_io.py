@@ -72,7 +72,7 @@ def replay(golden: Path, calls: list[Path]):
     def run(run_dir: Path, cmd: list[str], env: dict[str, str], timeout_s: float) -> float:
         calls.append(run_dir)
         assert cmd[-1] == "cp2k.psmp" and env["OMP_NUM_THREADS"]
-        if (golden / "cp2k.inp").is_file() and "FeO" in golden.name.replace("feo", "FeO"):
+        if run_dir.name == "attempt0" and golden.name.startswith("feo"):  # the retry's settings differ
             assert _keys(run_dir / "cp2k.inp") == _keys(golden / "cp2k.inp")
         shutil.copy(golden / "cp2k.out", run_dir / "cp2k.out")
         return 1.0
@@ -143,7 +143,10 @@ def test_settings_validation():
         Cp2kLabeler(max_scff=3)
     s = Cp2kSettings(max_scf=40, outer_max_scf=10, scf_step_limit=100)
     assert s.effective_outer_max_scf == 2  # 40 × 2 ≤ 100
-    assert s.retry_settings().ot is False and Cp2kSettings(retry={}).retry_settings() is None
+    assert s.scf_limit == 80
+    retry = s.retry_settings()
+    assert retry.ot is False and retry.scf_limit == 100  # diagonalisation: max_scf capped by the hard limit
+    assert Cp2kSettings(retry={}).retry_settings() is None
     with pytest.raises(ConfigError, match="Xe"):
         Cp2kSettings().valence_of("Xe")
 
@@ -172,6 +175,10 @@ def test_write_inputs_lf_hf(tmp_path, cp2k_ready):
     for text in (lf, hf):
         assert "PLUS_U_METHOD LOWDIN" in text and "CUTOFF 400" in text and "WALLTIME 01:30:00" in text
         assert "&KPOINTS" not in text and "&HIRSHFELD" in text
+    diag = write_cp2k_input(
+        feo_afm(), "lf", Cp2kSettings(ot=False, max_scf=123), tmp_path / "diag", data_dir=cp2k_ready
+    ).read_text()
+    assert re.findall(r"MAX_SCF\s+(\d+)", diag) == ["123"] and "&SMEAR" in diag and "&OT" not in diag
     fm = write_cp2k_input(
         feo_afm(), "hf", Cp2kSettings(magnetic_order="fm"), tmp_path / "fm", data_dir=cp2k_ready
     ).read_text()
@@ -237,3 +244,17 @@ def test_odd_electrons_at_lf_fail_without_running(tmp_path, cp2k_ready):
     [doc] = Cp2kLabeler(runner=replay(Path("/nonexistent"), calls)).label([li], "lf", workdir=tmp_path)
     assert calls == [] and doc.status == "failed"
     assert "odd electron count 7" in doc.status_reason and doc.cost == 0.0
+
+
+def test_walltime_stop_is_retried_then_quarantined(tmp_path, test_data, cp2k_ready):
+    """A real run that CP2K stopped at WALLTIME 8 s (it then still printed forces) → retry → quarantined."""
+    calls: list[Path] = []
+    out = parse_cp2k_output(test_data / "cp2k" / "feo_lf_walltime")
+    assert out.walltime_exceeded and not out.scf_converged and out.forces is not None
+    lab = Cp2kLabeler(
+        wall_time_limit_s=8, retry={"ot": False}, runner=replay(test_data / "cp2k" / "feo_lf_walltime", calls)
+    )
+    [doc] = lab.label([feo_afm()], "lf", workdir=tmp_path)
+    assert len(calls) == 2 and doc.status == "quarantined"
+    assert doc.status_reason.startswith("wall-time limit 8 s reached after one retry")
+    assert doc.cost == pytest.approx(2 * 2 * out.cp2k_time_s)
