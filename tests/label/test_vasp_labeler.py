@@ -159,3 +159,26 @@ def test_quarantined_run_gets_one_retry(
             and "walltime" in frame.status_reason
         )
     next(harness, None)  # undo the patches
+
+
+def test_cli_label_vasp_with_per_site_magmoms(mock_vasp, written_incars, test_data, tmp_path):
+    """``mfal label --labeler vasp``: a JSON structure file carries the AFM order as the magmom site property."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from mfal.cli import app
+    from mfal.store import open_store
+
+    mock_vasp({"mfal hf static": HF_GOLDEN}, {"mfal hf static": CHECK})
+    structure = _golden_structure(test_data, HF_GOLDEN)
+    (tmp_path / "afm.json").write_text(json.dumps(structure.as_dict()))
+    args = ["label", "--labeler", "vasp", "--fidelity", "hf", str(tmp_path / "afm.json")]
+    args += ["--store", str(tmp_path / "store"), "--workdir", str(tmp_path / "work"), "--no-progress"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "1 ok, 0 failed, 0 quarantined; 1 new" in result.output and "200 core-s" in result.output
+    assert written_incars[0]["MAGMOM"][2:6] == [-3.823, -3.823, 3.823, 3.823]
+    with open_store(tmp_path / "store", create=False) as fs:
+        (frame,) = fs.training_frames(fidelity="hf")
+    assert frame.source == "vasp" and frame.energy == pytest.approx(-104.17424802)
