@@ -1,3 +1,60 @@
-"""mfal CLI commands (module campaign): registered on import."""
+"""mfal CLI commands (module campaign): ``mfal run``, ``mfal status``, ``mfal report``."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from mfal.cli.app import app
+from mfal.errors import MfalError
+
+
+@app.command("run")
+def run(
+    config: Path = typer.Argument(..., help="campaign config YAML (see configs/demo.yaml)"),
+    dir: Path = typer.Option(Path("campaign"), "--dir", help="campaign directory (store, state, rounds)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+) -> None:
+    """Run the campaign locally on the embedded store; rerun the same command to resume after a crash."""
+    import time
+
+    from flows.campaign import run_campaign
+
+    t0 = time.perf_counter()
+    state = run_campaign(config, dir, progress=not quiet)
+    took = time.perf_counter() - t0
+    reason = state.get("stop_reason") or ""
+    if state["state"] == "stopped":
+        raise MfalError(f"campaign {state['campaign']!r} stopped in round {state['round']}: {reason}")
+    typer.echo(
+        f"campaign {state['campaign']!r}: {state['state']} after {state['round']} rounds ({reason}); {took:.0f} s"
+    )
+
+
+@app.command("status")
+def status(
+    dir: Path = typer.Option(Path("campaign"), "--dir", help="campaign directory"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """A table per round: candidates, LF/HF labeled/failed, HF val force MAE, calibration ρ, cost, state."""
+    from mfal.campaign.report import campaign_status, status_table
+
+    st = campaign_status(dir)
+    if as_json:
+        typer.echo(json.dumps(st, indent=1))
+        return
+    from rich.console import Console
+
+    console = Console()
+    Console(width=max(console.width, 130)).print(status_table(st))
+
+
+@app.command("report")
+def report(dir: Path = typer.Option(Path("campaign"), "--dir", help="campaign directory")) -> None:
+    """PNG plots (HF MAE vs labels, uncertainty vs error, parity, selection) and a markdown summary."""
+    from mfal.campaign.report import make_report
+
+    md = make_report(dir)
+    typer.echo(f"wrote {md} and its PNGs")

@@ -1,0 +1,289 @@
+"""Campaign status (rounds table / JSON) and report (PNG plots + markdown summary)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mfal.campaign.config import load_config
+from mfal.campaign.state import CampaignDir
+
+
+def campaign_status(root: str | Path) -> dict[str, Any]:
+    """``{"state", "campaign", "surrogate", "budget", "rounds": [...]}``; costs core-seconds, MAE eV/Å."""
+    from mfal.store import open_store
+
+    cd = CampaignDir(root)
+    state = cd.load_state()
+    cfg = load_config(cd.config_path)
+    rows = []
+    with open_store(cd.root) as store:
+        rounds = {r.round: r for r in store.rounds(cfg.name)}
+        counts = store.counts_by(("round", "fidelity", "status"), campaign=cfg.name)
+        sources = {k[0] for k in store.counts_by(("source",), campaign=cfg.name)}
+    for r in sorted(set(rounds) | {k[0] for k in counts}):
+        doc = rounds.get(r)
+
+        def n(fid: str, ok: bool, _r: int = r) -> int:
+            return sum(v for (rr, f, s), v in counts.items() if rr == _r and f == fid and (s == "ok") == ok)
+
+        fids = doc.fidelities if doc else {}
+        rows.append(
+            {
+                "round": r,
+                "n_candidates": doc.n_candidates if doc else 0,
+                "n_lf_labeled": n("lf", True),
+                "n_hf_labeled": n("hf", True),
+                "n_failed": n("lf", False) + n("hf", False),
+                "hf_force_mae": fids["hf"].force_mae if "hf" in fids else None,
+                "calibration_rho": fids["hf"].calibration_rho if "hf" in fids else None,
+                "cost_lf": fids["lf"].cost if "lf" in fids else 0.0,
+                "cost_hf": fids["hf"].cost if "hf" in fids else 0.0,
+                "state": doc.state if doc else "running",
+                "promoted": doc.promoted if doc else None,
+                "stop_reason": doc.stop_reason if doc else None,
+            }
+        )
+    return {
+        "campaign": cfg.name,
+        "state": state.state,
+        "stop_reason": state.stop_reason,
+        "surrogate": sorted(sources) == ["teacher"] or "teacher" in sources,
+        "sources": sorted(s for s in sources if s),
+        "budget_per_round": {"lf": cfg.budget.per_round.lf * 3600, "hf": cfg.budget.per_round.hf * 3600},
+        "budget_total": {"lf": cfg.budget.total.lf * 3600, "hf": cfg.budget.total.hf * 3600},
+        "spent": state.spent,
+        "rounds": rows,
+    }
+
+
+def status_table(st: dict[str, Any]) -> Any:
+    """A rich Table of :func:`campaign_status`."""
+    from rich.table import Table
+
+    surrogate = " — SURROGATE (teacher) labels" if "teacher" in st["sources"] else ""
+    bpr = st["budget_per_round"]
+    table = Table(
+        title=f"campaign {st['campaign']}: {st['state']}{surrogate}",
+        caption=(
+            f"cost in core-seconds (budget per round LF {bpr['lf']:.0f} / HF {bpr['hf']:.0f}; spent "
+            f"LF {st['spent'].get('lf', 0):.0f} of {st['budget_total']['lf']:.0f}, HF {st['spent'].get('hf', 0):.0f} "
+            f"of {st['budget_total']['hf']:.0f})"
+            + (f"; stop: {st['stop_reason']}" if st["stop_reason"] else "")
+        ),
+    )
+    for col in (
+        "round",
+        "cand.",
+        "LF ok",
+        "HF ok",
+        "failed",
+        "HF F-MAE eV/Å",
+        "ρ HF",
+        "cost LF",
+        "cost HF",
+        "state",
+    ):
+        table.add_column(col, justify="right" if col != "state" else "left")
+
+    def fmt(x: Any, f: str = "{:.3f}") -> str:
+        return "–" if x is None else f.format(x)
+
+    for r in st["rounds"]:
+        state = r["state"] + ("" if r["promoted"] in (None, True) else " (kept old)")
+        table.add_row(
+            str(r["round"]),
+            str(r["n_candidates"]),
+            str(r["n_lf_labeled"]),
+            str(r["n_hf_labeled"]),
+            str(r["n_failed"]),
+            fmt(r["hf_force_mae"]),
+            fmt(r["calibration_rho"], "{:.2f}"),
+            f"{r['cost_lf']:.0f}/{bpr['lf']:.0f}",
+            f"{r['cost_hf']:.0f}/{bpr['hf']:.0f}",
+            state,
+        )
+    return table
+
+
+def _true_errors(cd: CampaignDir, r: int, frames: list[Any]) -> dict[str, tuple[list[float], list[float]]]:
+    """Per fidelity: (predicted force_std_max, true max force error eV/Å) for round r's new ok frames."""
+    import numpy as np
+
+    from mfal.campaign.state import read_json
+    from mfal.store.docs import structure_fingerprint
+
+    sc = read_json(cd.round_dir(r) / "scores.json", {})
+    out: dict[str, tuple[list[float], list[float]]] = {"lf": ([], []), "hf": ([], [])}
+    if not sc.get("model"):
+        return out
+    index = {cid: i for i, cid in enumerate(sc["ids"])}
+    for fr in frames:
+        cid = structure_fingerprint(fr.get_structure())
+        if fr.status != "ok" or fr.forces is None or cid not in index or fr.fidelity not in out:
+            continue
+        i = index[cid]
+        pred = np.asarray(sc["fidelities"][fr.fidelity]["forces"][i])
+        out[fr.fidelity][0].append(sc["fidelities"][fr.fidelity]["scores"]["force_std_max"][i])
+        out[fr.fidelity][1].append(float(np.linalg.norm(pred - np.asarray(fr.forces), axis=1).max()))
+    return out
+
+
+def make_report(root: str | Path, *, parity: bool = True) -> Path:
+    """Write ``DIR/report/`` (PNGs + ``report.md``) and return the markdown path.
+
+    Plots: HF validation force MAE vs cumulative HF labels; predicted uncertainty vs true error of the frames
+    labeled each round; parity of the promoted ensemble per fidelity on the validation frames; HF scores of
+    the candidates per round with the picks marked.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from mfal.campaign.state import read_json
+    from mfal.campaign.steps import split_train_val
+    from mfal.store import open_store
+
+    cd = CampaignDir(root)
+    st = campaign_status(root)
+    cfg = load_config(cd.config_path)
+    state = cd.load_state()
+    out = cd.root / "report"
+    out.mkdir(exist_ok=True)
+    with open_store(cd.root) as store:
+        frames = store.query_frames(campaign=cfg.name)
+    surrogate = "teacher" in st["sources"]
+    tag = " (surrogate teacher labels)" if surrogate else ""
+    rounds = [r["round"] for r in st["rounds"]]
+    images: list[tuple[str, str]] = []
+
+    # 1. HF force MAE vs cumulative HF labels
+    n_hf = np.cumsum([r["n_hf_labeled"] for r in st["rounds"]])
+    mae = [r["hf_force_mae"] for r in st["rounds"]]
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    xs = [n for n, m in zip(n_hf, mae, strict=True) if m is not None]
+    ys = [m for m in mae if m is not None]
+    ax.plot(xs, ys, "o-")
+    for n, m, r in zip(n_hf, mae, rounds, strict=True):
+        if m is not None:
+            ax.annotate(f"r{r}", (n, m), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel("HF labels (cumulative)")
+    ax.set_ylabel("HF validation force MAE (eV/Å)")
+    ax.set_title("HF force MAE vs HF labels" + tag, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out / "hf_mae_vs_labels.png", dpi=110)
+    plt.close(fig)
+    images.append(("HF validation force MAE vs HF labels", "hf_mae_vs_labels.png"))
+
+    # 2. uncertainty vs true error
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.6))
+    for ax, fid in zip(axes, ("lf", "hf"), strict=True):
+        for r in rounds:
+            std, err = _true_errors(cd, r, [f for f in frames if f.round == r])[fid]
+            if std:
+                ax.scatter(std, err, s=14, label=f"round {r}")
+        ax.set_xlabel(f"{fid.upper()} predicted force std max (eV/Å)")
+        ax.set_ylabel("true max force error (eV/Å)")
+        ax.set_title(f"{fid.upper()} uncertainty vs error{tag}", fontsize=9)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "uncertainty_vs_error.png", dpi=110)
+    plt.close(fig)
+    images.append(
+        ("Predicted uncertainty vs true error of the frames labeled each round", "uncertainty_vs_error.png")
+    )
+
+    # 3. parity per fidelity (promoted ensemble, validation frames)
+    if parity and state.checkpoints:
+        from mfal.uncertainty.ensemble import ensemble_predict, load_members
+
+        _, val = split_train_val([f for f in frames if f.status == "ok"], cfg.validation_fraction, cfg.seed)
+        members = load_members(state.checkpoints)
+        fig, axes = plt.subplots(1, 2, figsize=(8, 3.8))
+        for ax, fid in zip(axes, ("lf", "hf"), strict=True):
+            fv = [f for f in val if f.fidelity == fid and f.forces is not None]
+            if fv:
+                pred = ensemble_predict(members, [f.get_structure() for f in fv], (fid,))[fid]
+                t = np.concatenate([np.asarray(f.forces).ravel() for f in fv])
+                p = np.concatenate([np.asarray(x).ravel() for x in pred["forces"]])
+                lim = float(max(np.abs(t).max(), np.abs(p).max(), 1e-3)) * 1.05
+                ax.plot([-lim, lim], [-lim, lim], "k--", lw=0.8)
+                ax.scatter(t, p, s=4, alpha=0.6)
+                ax.set_xlim(-lim, lim)
+                ax.set_ylim(-lim, lim)
+                ax.set_title(
+                    f"{fid.upper()} forces, {len(fv)} val frames, MAE {np.abs(t - p).mean():.3f} eV/Å",
+                    fontsize=9,
+                )
+            else:
+                ax.set_title(f"{fid.upper()}: no validation frames", fontsize=9)
+            ax.set_xlabel(f"{fid.upper()} label force (eV/Å){tag}")
+            ax.set_ylabel("ensemble mean force (eV/Å)")
+        fig.tight_layout()
+        fig.savefig(out / "parity.png", dpi=110)
+        plt.close(fig)
+        images.append(("Parity of the promoted ensemble per fidelity (validation frames)", "parity.png"))
+
+    # 4. selection per round
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for r in rounds:
+        sc = read_json(cd.round_dir(r) / "scores.json", {})
+        sel = read_json(cd.round_dir(r) / "selection.json", {})
+        cands = read_json(cd.round_dir(r) / "candidates.json", [])
+        ids = [c["id"] for c in cands]
+        if sc.get("model"):
+            s = np.asarray(sc["fidelities"]["hf"]["scores"]["force_std_max"])
+        else:
+            s = np.full(len(ids), np.nan)
+        jitter = np.random.default_rng(r).uniform(-0.15, 0.15, len(ids))
+        y = np.where(np.isfinite(s), s, 0.0)
+        ax.scatter(r + jitter, y, s=10, c="lightgray", label="candidate" if r == rounds[0] else None)
+        for fid, marker, color in (("lf", "o", "tab:blue"), ("hf", "*", "tab:red")):
+            idx = [ids.index(x) for x in sel.get(fid, []) if x in ids]
+            ax.scatter(
+                r + jitter[idx],
+                y[idx],
+                s=40 if fid == "hf" else 18,
+                marker=marker,
+                facecolors="none" if fid == "lf" else color,
+                edgecolors=color,
+                label=f"{fid.upper()} pick" if r == rounds[0] else None,
+            )
+    ax.axhline(cfg.trust.hf.lo, ls=":", c="k", lw=0.8)
+    ax.set_xlabel("round (round 0: no model, diverse picks at score 0)")
+    ax.set_ylabel("HF force std max (eV/Å)")
+    ax.set_title("Candidates and picks per round" + tag, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "selection.png", dpi=110)
+    plt.close(fig)
+    images.append(("Candidates and picks per round", "selection.png"))
+
+    lines = [f"# Campaign {cfg.name}: {st['state']}", ""]
+    if surrogate:
+        lines += [
+            "**Labels are SURROGATE labels** (pretrained CHGNet teachers standing in for DFT); "
+            "the numbers show the loop working, not DFT accuracy.",
+            "",
+        ]
+    if st["stop_reason"]:
+        lines += [f"Stop reason: {st['stop_reason']}", ""]
+    lines += [
+        "| round | candidates | LF ok | HF ok | failed | HF val force MAE (eV/Å) | calibration ρ (HF) | cost LF (core-s) | cost HF (core-s) | state |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in st["rounds"]:
+        f = lambda x, p=3: "–" if x is None else f"{x:.{p}f}"  # noqa: E731
+        lines.append(
+            f"| {r['round']} | {r['n_candidates']} | {r['n_lf_labeled']} | {r['n_hf_labeled']} | {r['n_failed']} | "
+            f"{f(r['hf_force_mae'])} | {f(r['calibration_rho'], 2)} | {r['cost_lf']:.0f} | {r['cost_hf']:.0f} | {r['state']} |"
+        )
+    lines.append("")
+    for title, png in images:
+        lines += [f"## {title}", "", f"![{title}]({png})", ""]
+    md = out / "report.md"
+    md.write_text("\n".join(lines))
+    return md
