@@ -21,6 +21,7 @@ import logging
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -31,7 +32,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pymatgen.core import Structure
 
-from mfal.errors import ConfigError, LabelError
+from mfal.errors import ConfigError, DataError, LabelError
 from mfal.fidelity import MAGNETIC_FIDELITIES, check_fidelity
 from mfal.label.cp2k_io import Cp2kOutput, error_tail, parse_cp2k_output
 from mfal.label.quality import QualityConfig, check_frame
@@ -123,6 +124,9 @@ class Cp2kSettings(BaseModel):
     retry: dict[str, Any] = Field(
         default_factory=lambda: {"ot": False, "max_scf": 200},
         description="settings changed for the one retry after SCF/step-limit/wall-time failure ({} = no retry)",
+    )
+    reuse_finished: bool = Field(
+        True, description="reuse a completed run of the identical cp2k.inp found in the task dir (resume)"
     )
     keep_wfn: bool = Field(False, description="keep CP2K's *.wfn restart files (MB each)")
     data_dir: str | None = Field(None, description="pymatgen CP2K data dir (default: see default_data_dir())")
@@ -599,21 +603,51 @@ class Cp2kLabeler:
             if settings is None:
                 break
             run_dir = task_dir / f"attempt{len(attempts)}"
-            if run_dir.exists():
-                shutil.rmtree(run_dir)
-            write_cp2k_input(structure, fidelity, settings, run_dir, magmoms=magmoms, data_dir=data_dir)
-            env = {"OMP_NUM_THREADS": str(settings.omp_threads)}
-            logger.info("cp2k %s %s -> %s", fidelity, new.composition.reduced_formula, run_dir)
-            wall = self.runner(run_dir, _cmd(settings), env, settings.wall_time_limit_s + 120.0)
+            if self._finished_before(structure, fidelity, settings, run_dir, magmoms, data_dir):
+                logger.info("cp2k %s: finished run with the same input found, reusing it", run_dir)
+                wall = 0.0
+            else:
+                if run_dir.exists():
+                    shutil.rmtree(run_dir)
+                write_cp2k_input(structure, fidelity, settings, run_dir, magmoms=magmoms, data_dir=data_dir)
+                env = {"OMP_NUM_THREADS": str(settings.omp_threads)}
+                logger.info("cp2k %s %s -> %s", fidelity, new.composition.reduced_formula, run_dir)
+                wall = self.runner(run_dir, _cmd(settings), env, settings.wall_time_limit_s + 120.0)
             att = _assess(run_dir, wall, settings)
             attempts.append(att)
             if not settings.keep_wfn:
                 for fn in run_dir.glob("*.wfn*"):
                     fn.unlink()
-            if att.crash or not att.retryable:
+            if att.crash or not att.retryable or len(attempts) > 1 or not self.settings.retry:
                 break
             logger.warning("cp2k %s: %s; retrying with %s", run_dir, att.retryable, self.settings.retry)
         return self._frame(new, fidelity, calc, attempts, magmoms, common)
+
+    @staticmethod
+    def _finished_before(
+        structure: Structure,
+        fidelity: str,
+        settings: Cp2kSettings,
+        run_dir: Path,
+        magmoms: Sequence[float] | None,
+        data_dir: Path,
+    ) -> bool:
+        """A completed cp2k.out from the very same cp2k.inp is in ``run_dir`` (resume without paying again)."""
+        if not settings.reuse_finished or not (run_dir / "cp2k.out").is_file():
+            return False
+        with tempfile.TemporaryDirectory() as tmp:
+            fresh = write_cp2k_input(
+                structure, fidelity, settings, Path(tmp), magmoms=magmoms, data_dir=data_dir
+            )
+            same = (run_dir / "cp2k.inp").is_file() and fresh.read_text() == (
+                run_dir / "cp2k.inp"
+            ).read_text()
+        if not same:
+            return False
+        try:
+            return parse_cp2k_output(run_dir).completed
+        except DataError:
+            return False
 
     def _frame(
         self,

@@ -210,6 +210,19 @@ def test_unconverged_is_retried_then_quarantined(tmp_path, test_data, cp2k_ready
     assert doc.task_dir.endswith("attempt1")
 
 
+def test_finished_runs_are_reused(tmp_path, test_data, cp2k_ready):
+    """Labeling the same frame again in the same workdir reuses the finished run (same input): no new run."""
+    calls: list[Path] = []
+    golden = test_data / "cp2k" / "feo_lf_unconverged"
+    lab = Cp2kLabeler(max_scf=3, outer_max_scf=1, retry={}, runner=replay(golden, calls))
+    [first] = lab.label([feo_afm()], "lf", workdir=tmp_path)
+    [again] = lab.label([feo_afm()], "lf", workdir=tmp_path)
+    assert len(calls) == 1 and again.status_reason == first.status_reason and again.cost == first.cost
+    other = Cp2kLabeler(max_scf=3, outer_max_scf=1, eps_default=1e-9, retry={}, runner=replay(golden, calls))
+    other.label([feo_afm()], "lf", workdir=tmp_path)  # a different input is run again
+    assert len(calls) == 2
+
+
 def test_unconverged_without_retry(tmp_path, test_data, cp2k_ready):
     calls: list[Path] = []
     lab = Cp2kLabeler(
