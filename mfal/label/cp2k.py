@@ -6,6 +6,8 @@ k-points), custodian's ``Cp2kJob`` runs ``cp2k.psmp`` and we parse ``cp2k.out`` 
 moving parts for the same numbers (the team recipe reproduced the atomate2 energies to 1e-6 eV): no jobflow
 store, no TaskDocument (which crashes on every RKS run in atomate2 0.1.5 and reports forces in Ha/bohr and no
 moments), no gzip-everything default; the labeler stays usable from a plain function or a jobflow job alike.
+Basis sets and potentials are resolved by name once per element from the pymatgen CP2K data dir built by
+``scripts/setup-cp2k.sh`` (DftSet would re-parse the element YAML for every input: 10–80 s each here).
 
 Every result goes through :func:`mfal.label.quality.check_frame`. SCF not converged, the SCF step limit or the
 wall-time limit → one retry with ``Cp2kSettings.retry`` applied, then ``quarantined`` with the reason; an odd
@@ -216,12 +218,13 @@ def _environ(set_vars: dict[str, str], unset: Sequence[str] = ()) -> Iterator[No
 
 @contextlib.contextmanager
 def pymatgen_cp2k_env(data_dir: Path, functional: str = "PBE") -> Iterator[None]:
-    """Point pymatgen at ``data_dir`` while inputs are written.
+    """Point pymatgen at ``data_dir`` and ``functional`` while inputs are written; restore afterwards.
 
     pymatgen's ``DftSet`` reads ``$CP2K_DATA_DIR`` first, then ``SETTINGS["PMG_CP2K_DATA_DIR"]``, and the
     functional from ``$DEFAULT_CP2K_FUNCTIONAL`` or ``SETTINGS["PMG_DEFAULT_CP2K_FUNCTIONAL"]``. SETTINGS is
-    built once from the environment on first use, so we set both the env vars and the cached dict and
-    restore them afterwards.
+    built from the ``PMG_*`` environment once, on first access (pymatgen 2026.10), so setting env vars after
+    that has no effect: we set both the env vars and the cached dict, and unset ``CP2K_DATA_DIR`` (which would
+    otherwise win; cp2k.psmp has /usr/share/cp2k compiled in and does not need it).
     """
     from pymatgen.core import SETTINGS
 
