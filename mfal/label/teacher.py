@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import io
 import logging
+import warnings
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -188,7 +189,9 @@ class TeacherLabeler:
 
         if graphs:
             task = "efsm" if fid.magmoms else "efs"
-            preds = model.predict_graph(graphs, task=task, batch_size=self.config.batch_size)
+            with warnings.catch_warnings():  # chgnet's internal "requires_grad ... to a scalar" warning
+                warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
+                preds = model.predict_graph(graphs, task=task, batch_size=self.config.batch_size)
             if isinstance(preds, dict):
                 preds = [preds]
             for i, pred in zip(graph_pos, preds, strict=True):
