@@ -129,7 +129,7 @@ def _parse_mulliken(lines: list[str]) -> tuple[list[float], list[float]] | None:
         parts = line.split()
         if not parts or parts[0] == "#":
             break
-        vals = _floats(parts[4:])
+        vals = _floats(parts[3:])
         if len(vals) == 4:  # UKS: pop alpha, pop beta, net charge, spin moment
             charges.append(vals[2])
             spins.append(vals[3])

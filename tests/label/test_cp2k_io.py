@@ -271,3 +271,24 @@ def test_walltime_stop_is_retried_then_quarantined(tmp_path, test_data, cp2k_rea
     assert len(calls) == 2 and doc.status == "quarantined"
     assert doc.status_reason.startswith("wall-time limit 8 s reached after one retry")
     assert doc.cost == pytest.approx(2 * 2 * out.cp2k_time_s)
+
+
+def test_converged_lf_replay_is_ok(tmp_path, test_data, cp2k_ready):
+    """Our real converged FeO LF run → ok frame: eV, eV/Å, CHGNet stress sign, no moments, cost = time × cores."""
+    golden = test_data / "cp2k" / "feo_lf"
+    out = parse_cp2k_output(golden)
+    assert out.completed and out.scf_converged and out.uks is False and out.scf_steps == 48
+    assert out.charges_mulliken[0] == pytest.approx(0.706387)  # RKS Mulliken: population, net charge
+    [doc] = Cp2kLabeler(runner=replay(golden, [])).label([feo_afm()], "lf", workdir=tmp_path)
+    assert doc.status == "ok", doc.status_reason
+    assert doc.energy == pytest.approx(out.energy) and doc.energy == pytest.approx(-7583.6651, abs=1e-3)
+    assert np.allclose(doc.forces, out.forces) and np.allclose(doc.stress, -np.asarray(out.stress))
+    assert doc.magmoms is None and doc.calc["ispin"] == 1 and doc.fidelity_index == 1
+    assert doc.cost == pytest.approx(out.cp2k_time_s * 2)
+
+
+def test_get_labeler_builds_cp2k():
+    from mfal.label import get_labeler
+
+    lab = get_labeler("cp2k", cutoff_ry=500, omp_threads=1)
+    assert isinstance(lab, Cp2kLabeler) and lab.name == "cp2k" and lab.settings.cutoff_ry == 500
