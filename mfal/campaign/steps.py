@@ -124,9 +124,9 @@ def prepare(config_path: str | Path, root: str | Path) -> CampaignConfig:
 
     cfg = absolutize(load_config(config_path), Path(config_path).resolve().parent)
     cd = CampaignDir(root)
-    dumped = cfg.model_dump(mode="json", exclude_none=True)
+    dumped = cfg.model_dump(mode="json")
     if cd.config_path.is_file() and cd.state_path.is_file():
-        old = load_config(cd.config_path).model_dump(mode="json", exclude_none=True)
+        old = load_config(cd.config_path).model_dump(mode="json")
         if old != dumped:
             diff = sorted(k for k in set(old) | set(dumped) if old.get(k) != dumped.get(k))
             raise MfalError(

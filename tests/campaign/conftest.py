@@ -33,7 +33,14 @@ def tiny_config(tmp: Path, **overrides) -> dict:
             "max_candidates": 6,
         },
         "ensemble": {"k": 3, "bootstrap": True},
-        "train": {"epochs": 1, "batch_size": 4, "lr": 0.0003, "patience": None, "device": "cpu", "threads": 1},
+        "train": {
+            "epochs": 1,
+            "batch_size": 4,
+            "lr": 0.0003,
+            "patience": None,
+            "device": "cpu",
+            "threads": 1,
+        },
         "labelers": {"lf": {"kind": "teacher"}, "hf": {"kind": "teacher"}},
         "budget": {"per_round": {"lf": 1.0, "hf": 0.1}, "total": {"lf": 5.0, "hf": 1.0}},
         "trust": {
@@ -57,5 +64,12 @@ def write_config(tmp: Path, cfg: dict, name: str = "campaign.yaml") -> Path:
 
 
 @pytest.fixture
-def tiny_yaml(tmp_path: Path) -> Path:
-    return write_config(tmp_path, tiny_config(tmp_path), "tiny.yaml")
+def make_config():
+    """``make_config(tmp, **overrides) -> dict`` (see :func:`tiny_config`)."""
+    return tiny_config
+
+
+@pytest.fixture
+def save_config():
+    """``save_config(tmp, cfg, name) -> Path``."""
+    return write_config

@@ -1,0 +1,94 @@
+"""Bad campaign configs fail with one line naming the field, and nothing is run or written."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mfal.campaign.config import load_config
+from mfal.errors import ConfigError
+
+
+def _mfal(argv: list[str], capsys) -> tuple[int, str, str]:
+    """Run the real CLI entry point in-process; returns (exit code, stdout, stderr)."""
+    from mfal.cli import main
+
+    old = sys.argv
+    sys.argv = ["mfal", *argv]
+    try:
+        with pytest.raises(SystemExit) as exc:
+            main()
+    finally:
+        sys.argv = old
+    out = capsys.readouterr()
+    return int(exc.value.code or 0), out.out, out.err
+
+
+def test_demo_configs_are_valid():
+    root = Path(__file__).parents[2] / "configs"
+    for name in ("demo.yaml", "vasp.yaml", "cp2k.yaml"):
+        cfg = load_config(root / name)
+        assert cfg.ensemble.k >= 3 and cfg.stop.max_rounds >= 3
+    demo = load_config(root / "demo.yaml")
+    assert demo.labelers.lf.kind == demo.labelers.hf.kind == "teacher"
+    comps = {s.mn_fraction for s in demo.start_structures} | {s.li_fraction for s in demo.start_structures}
+    assert comps > {0.0, 1.0}  # Mn-substituted and delithiated starts
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda c: c.update(ratio_faild=0.1), r"field ratio_faild: unknown key"),
+        (lambda c: c["ensemble"].update(k="three"), r"field ensemble\.k: .*integer"),
+        (lambda c: c["trust"]["hf"].update(lo=1.0, hi=0.5), r"field trust\.hf"),
+        (
+            lambda c: c.update(start_structures=[{"path": "nowhere.cif"}]),
+            r"start_structures\.0\.path: .*nowhere\.cif.* not found",
+        ),
+        (lambda c: c["labelers"]["hf"].update(kind="gaussian"), r"labelers\.hf\.kind: .*'gaussian'"),
+        (lambda c: c["ensemble"].update(k=2), r"field ensemble\.k: .*greater than or equal to 3"),
+    ],
+)
+def test_bad_config_one_line_nothing_run(tmp_path, capsys, mutate, expected, make_config, save_config):
+    cfg = make_config(tmp_path)
+    mutate(cfg)
+    path = save_config(tmp_path, cfg, "bad.yaml")
+    run_dir = tmp_path / "run"
+    code, out, err = _mfal(["run", str(path), "--dir", str(run_dir), "-q"], capsys)
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("mfal: error: ") and str(path) in lines[0]
+    import re
+
+    assert re.search(expected, lines[0]), lines[0]
+    assert not run_dir.exists()
+
+
+def test_python_object_tag_is_refused(tmp_path, capsys, make_config):
+    path = tmp_path / "evil.yaml"
+    text = yaml.safe_dump(make_config(tmp_path), sort_keys=False)
+    path.write_text(
+        text + "extra: !!python/object/apply:os.system ['touch " + str(tmp_path / "pwned") + "']\n"
+    )
+    code, _, err = _mfal(["run", str(path), "--dir", str(tmp_path / "run")], capsys)
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert "python/" in err and "line " in err
+    assert not (tmp_path / "pwned").exists() and not (tmp_path / "run").exists()
+    with pytest.raises(ConfigError):
+        load_config(path)
+
+
+def test_other_config_in_existing_dir_is_refused(tmp_path, make_config, save_config):
+    from mfal.campaign.steps import prepare
+
+    path = save_config(tmp_path, make_config(tmp_path))
+    prepare(path, tmp_path / "run")
+    assert (tmp_path / "run" / "campaign.yaml").is_file() and (tmp_path / "run" / "state.json").is_file()
+    prepare(path, tmp_path / "run")  # same config: resume is fine
+    other = save_config(tmp_path, make_config(tmp_path, seed=99), "other.yaml")
+    with pytest.raises(Exception, match="different config.*seed"):
+        prepare(other, tmp_path / "run")
