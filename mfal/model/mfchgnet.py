@@ -748,8 +748,8 @@ class MFCHGNet(nn.Module):
                 f"checkpoint {path} contains a pickled Python object that safe loading (weights_only=True) "
                 "refuses; only mfal checkpoints (model_args + state_dict tensors) are accepted"
             ) from err
-        except (RuntimeError, EOFError, OSError) as err:
-            raise DataError(f"checkpoint {path} is not a readable torch file: {err}") from err
+        except Exception as err:  # torch raises many types for non-torch files (KeyError, RuntimeError, ...)
+            raise DataError(f"checkpoint {path} is not a readable torch file: {type(err).__name__}: {err}") from err
         if not isinstance(payload, dict) or not {"model_args", "state_dict"} <= set(payload):
             keys = sorted(payload) if isinstance(payload, dict) else type(payload).__name__
             raise DataError(

@@ -1,0 +1,78 @@
+"""Ensembles: non-zero finite spread, graphs built once, shared-trunk fast path == per-member path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mfal.errors import ConfigError
+from mfal.model import MFEnsemble, readout_ensemble
+
+
+@pytest.fixture(scope="module")
+def structures(lifepo4, feo_cell):
+    cell = lifepo4.copy()
+    cell.perturb(0.05, seed=11)
+    return [feo_cell, cell]
+
+
+def _count_conversions(ensemble, monkeypatch) -> list[int]:
+    calls = [0]
+    for member in ensemble.members:
+        original = member.graph_converter.forward
+
+        def counting(*args, _original=original, **kwargs):
+            calls[0] += 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(member.graph_converter, "forward", counting)
+    return calls
+
+
+def test_k2_readout_ensemble_spread_and_graphs_built_once(_mf_pretrained, structures, monkeypatch):
+    ensemble = readout_ensemble(_mf_pretrained, 2, seed=5, noise=0.05)
+    assert ensemble.shared_trunk
+    calls = _count_conversions(ensemble, monkeypatch)
+    out = ensemble.predict_with_uncertainty(structures, "hf")
+    assert calls[0] == len(structures)  # once per structure, not once per member
+    assert out["energy"].shape == (2,) and out["energy_std"].shape == (2,)
+    assert np.all(np.isfinite(out["energy_std"])) and np.all(out["energy_std"] > 0)
+    for forces, std, s in zip(out["forces"], out["forces_std"], structures, strict=True):
+        assert forces.shape == (len(s), 3) and std.shape == (len(s),)
+        assert np.all(np.isfinite(std)) and std.max() > 0
+    np.testing.assert_allclose(out["force_std_max"], [s.max() for s in out["forces_std"]])
+    assert [len(m) for m in out["magmoms"]] == [len(s) for s in structures]  # hf is magnetic
+    assert "magmoms" not in ensemble.predict_with_uncertainty(structures[:1], "lf")
+
+
+def test_shared_trunk_path_equals_member_path(_mf_pretrained, structures):
+    fast = readout_ensemble(_mf_pretrained, 3, seed=1, noise=0.05)
+    slow = MFEnsemble(fast.members)
+    slow.shared_trunk = False  # force one forward per member on the shared graphs
+    a = fast.predict_with_uncertainty(structures, "lf", batch_size=1)
+    b = slow.predict_with_uncertainty(structures, "lf")
+    np.testing.assert_allclose(a["energy"], b["energy"], atol=1e-6)
+    np.testing.assert_allclose(a["energy_std"], b["energy_std"], atol=1e-6)
+    np.testing.assert_allclose(a["force_std_max"], b["force_std_max"], rtol=1e-3, atol=1e-5)
+    for fa, fb in zip(a["forces"], b["forces"], strict=True):
+        np.testing.assert_allclose(fa, fb, atol=1e-4)
+    sketch = fast.predict_with_uncertainty(structures, "lf", force_probes=1)
+    assert np.all(np.isfinite(sketch["force_std_max"])) and np.all(sketch["force_std_max"] > 0)
+    np.testing.assert_allclose(sketch["energy_std"], a["energy_std"], atol=1e-6)  # energies stay exact
+
+
+def test_independent_members_from_checkpoints(_mf_pretrained, perturb_fidelity_params, feo_cell, tmp_path):
+    import copy
+
+    paths, shas = [], []
+    for seed in range(2):
+        member = copy.deepcopy(_mf_pretrained)
+        perturb_fidelity_params(member, "lf", seed=seed)  # E/M/R of lf differ: no shared trunk
+        paths.append(tmp_path / f"m{seed}.pt")
+        shas.append(member.save(paths[-1]))
+    ensemble = MFEnsemble.from_checkpoints(paths, shas)
+    assert not ensemble.shared_trunk
+    out = ensemble.predict_with_uncertainty(feo_cell, "lf")
+    assert out["energy_std"][0] > 0 and out["force_std_max"][0] > 0 and "magmoms" not in out
+    with pytest.raises(ConfigError, match="shared-trunk"):
+        ensemble.predict_with_uncertainty(feo_cell, "lf", force_probes=1)
