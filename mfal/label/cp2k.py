@@ -467,7 +467,7 @@ def _cmd(settings: Cp2kSettings) -> list[str]:
 class Attempt(BaseModel):
     """Outcome of one CP2K run of one frame."""
 
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    model_config = ConfigDict(extra="forbid")
 
     run_dir: str
     output: Cp2kOutput | None = None
@@ -490,6 +490,8 @@ def _assess(run_dir: Path, wall_s: float, settings: Cp2kSettings) -> Attempt:
         att.retryable = f"wall-time limit {settings.wall_time_limit_s:.0f} s reached"
     elif out.error:
         att.crash = f"CP2K aborted: {out.error}"
+    elif not out.completed:
+        att.crash = f"CP2K did not finish (no 'PROGRAM ENDED'): {error_tail(run_dir)}"
     elif not out.scf_converged and out.scf_steps is not None:
         limit = settings.scf_limit
         what = "SCF step limit reached" if out.scf_steps >= limit else "SCF not converged"
@@ -530,13 +532,15 @@ class Cp2kLabeler:
         self.quality = quality or QualityConfig()
         self.runner = runner or run_cp2k_custodian
 
-    def calc_summary(self, fidelity: str, magmoms: Sequence[float] | None) -> dict[str, Any]:
-        """FrameDoc.calc for ``fidelity`` (enters frame_id)."""
+    def calc_summary(
+        self, structure: Structure, fidelity: str, magmoms: Sequence[float] | None
+    ) -> dict[str, Any]:
+        """FrameDoc.calc of ``structure`` at ``fidelity`` (enters frame_id); U only for elements present."""
         s = self.settings
         return {
             "code": "cp2k",
             "ispin": 2 if fidelity in MAGNETIC_FIDELITIES else 1,
-            "hubbard_u": dict(sorted(s.hubbard_u.items())),
+            "hubbard_u": {el: u for el, u in sorted(s.hubbard_u.items()) if u and el in structure.symbol_set},
             "magmom_init": list(magmoms) if magmoms is not None else None,
             "functional": s.functional,
             "kpoints": "Gamma",
@@ -582,7 +586,7 @@ class Cp2kLabeler:
     ) -> FrameDoc:
         hf = fidelity in MAGNETIC_FIDELITIES
         magmoms = initial_magmoms(structure, self.settings) if hf else None
-        calc = self.calc_summary(fidelity, magmoms)
+        calc = self.calc_summary(structure, fidelity, magmoms)
         frame_id = make_frame_id(structure, fidelity, calc)
         task_dir = root / f"{fidelity}_{frame_id}"
         common = {"campaign": campaign, "round": round_, "task_dir": str(task_dir), "frame_id": frame_id}

@@ -292,3 +292,19 @@ def test_get_labeler_builds_cp2k():
 
     lab = get_labeler("cp2k", cutoff_ry=500, omp_threads=1)
     assert isinstance(lab, Cp2kLabeler) and lab.name == "cp2k" and lab.settings.cutoff_ry == 500
+
+
+def test_run_that_died_midway_is_failed_with_the_tail(tmp_path, test_data, cp2k_ready):
+    """CP2K killed mid-SCF (output cut, no ABORT box, no 'PROGRAM ENDED') → failed with the output's tail."""
+    lines = (test_data / "cp2k" / "feo_lf" / "cp2k.out").read_text().splitlines()
+    cut = next(i for i, s in enumerate(lines) if s.strip().startswith("20 OT"))
+
+    def died(run_dir: Path, cmd: list[str], env: dict[str, str], timeout_s: float) -> float:
+        (run_dir / "cp2k.out").write_text("\n".join(lines[: cut + 1]) + "\n")
+        (run_dir / "std_err.txt").write_text("Segmentation fault (core dumped)\n")
+        return 3.0
+
+    [doc] = Cp2kLabeler(runner=died).label([feo_afm()], "lf", workdir=tmp_path)
+    assert doc.status == "failed" and doc.calc["attempts"] == 1
+    assert "did not finish" in doc.status_reason and "Segmentation fault" in doc.status_reason
+    assert doc.cost == pytest.approx(3.0 * 2)  # no CP2K timing printed: measured wall time × cores
