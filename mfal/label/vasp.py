@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from pymatgen.core import Structure
 
-from mfal.errors import ConfigError
+from mfal.errors import ConfigError, LabelError
 from mfal.fidelity import check_fidelity
 from mfal.label.quality import QualityConfig
 from mfal.store.docs import FrameDoc
@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 DEFAULT_MAGMOM: dict[str, float] = {"Fe": 5.0, "Mn": 5.0}
 DEFAULT_OTHER_MAGMOM = 0.6  # μB, pymatgen/MP default for elements without a value
 LF_INCAR_UPDATES: dict[str, Any] = {"ISPIN": 1, "LORBIT": None}
+#: job failures that mean VASP cannot run on this machine at all (raised, not recorded per frame)
+_CANNOT_RUN = ("PmgVaspPspDirError", "You do not have the right POTCAR", "No such file or directory: 'vasp")
 
 
 class VaspConfig(BaseModel):
@@ -197,6 +199,8 @@ class VaspLabeler:
         out: list[FrameDoc] = []
         for structure in structures:
             frame = self._run_one(structure, fidelity, self.maker(fidelity), root, common)
+            if frame.status == "failed" and any(p in (frame.status_reason or "") for p in _CANNOT_RUN):
+                raise LabelError(f"vasp labeler cannot run here: {frame.status_reason}")
             if frame.status == "quarantined" and self.config.retry:
                 log.info("retrying %s (%s): %s", frame.formula, fidelity, frame.status_reason)
                 second = self._run_one(structure, fidelity, self.maker(fidelity, retry=True), root, common)

@@ -182,3 +182,18 @@ def test_cli_label_vasp_with_per_site_magmoms(mock_vasp, written_incars, test_da
     with open_store(tmp_path / "store", create=False) as fs:
         (frame,) = fs.training_frames(fidelity="hf")
     assert frame.source == "vasp" and frame.energy == pytest.approx(-104.17424802)
+
+
+def test_no_potcars_is_one_label_error(monkeypatch, tmp_path):
+    """Without the harness and without POTCARs the labeler cannot run at all: LabelError, one line."""
+    from pymatgen.core import SETTINGS, Lattice, Structure
+
+    from mfal.errors import LabelError
+
+    monkeypatch.delitem(SETTINGS, "PMG_VASP_PSP_DIR", raising=False)
+    monkeypatch.delenv("PMG_VASP_PSP_DIR", raising=False)
+    si = Structure(Lattice.cubic(5.43), ["Si", "Si"], [[0, 0, 0], [0.25, 0.25, 0.25]])
+    with pytest.raises(LabelError, match="PMG_VASP_PSP_DIR") as err:
+        get_labeler("vasp").label([si, si], "lf", workdir=tmp_path)
+    assert "\n" not in str(err.value)
+    assert len(list(tmp_path.glob("job_*"))) == 1  # stopped after the first structure
