@@ -24,6 +24,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -200,8 +201,17 @@ def check_cp2k_ready(settings: Cp2kSettings) -> Path:
     return data_dir
 
 
+#: serialises the short env/SETTINGS swaps below, so that label() may run in several threads
+_ENV_LOCK = threading.RLock()
+
+
 @contextlib.contextmanager
 def _environ(set_vars: dict[str, str], unset: Sequence[str] = ()) -> Iterator[None]:
+    with _ENV_LOCK:
+        yield from _swap_environ(set_vars, unset)
+
+
+def _swap_environ(set_vars: dict[str, str], unset: Sequence[str]) -> Iterator[None]:
     old = {k: os.environ.get(k) for k in [*set_vars, *unset]}
     try:
         os.environ.update(set_vars)
@@ -229,17 +239,18 @@ def pymatgen_cp2k_env(data_dir: Path, functional: str = "PBE") -> Iterator[None]
     from pymatgen.core import SETTINGS
 
     keys = {"PMG_CP2K_DATA_DIR": str(data_dir), "PMG_DEFAULT_CP2K_FUNCTIONAL": functional}
-    old = {k: SETTINGS.get(k) for k in keys}
-    try:
-        SETTINGS.update(keys)
-        with _environ(keys, unset=("CP2K_DATA_DIR", "DEFAULT_CP2K_FUNCTIONAL")):
-            yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                SETTINGS.pop(k, None)
-            else:
-                SETTINGS[k] = v
+    with _ENV_LOCK:
+        old = {k: SETTINGS.get(k) for k in keys}
+        try:
+            SETTINGS.update(keys)
+            with _environ(keys, unset=("CP2K_DATA_DIR", "DEFAULT_CP2K_FUNCTIONAL")):
+                yield
+        finally:
+            for k, v in old.items():
+                if v is None:
+                    SETTINGS.pop(k, None)
+                else:
+                    SETTINGS[k] = v
 
 
 @functools.lru_cache(maxsize=64)
