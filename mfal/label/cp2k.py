@@ -6,6 +6,8 @@ k-points), custodian's ``Cp2kJob`` runs ``cp2k.psmp`` and we parse ``cp2k.out`` 
 moving parts for the same numbers (the team recipe reproduced the atomate2 energies to 1e-6 eV): no jobflow
 store, no TaskDocument (which crashes on every RKS run in atomate2 0.1.5 and reports forces in Ha/bohr and no
 moments), no gzip-everything default; the labeler stays usable from a plain function or a jobflow job alike.
+We drive ``Cp2kJob`` (setup/run/postprocess) ourselves with a hard timeout instead of custodian's handler loop,
+so that exactly one, recorded retry happens, with settings we chose.
 Basis sets and potentials are resolved by name once per element from the pymatgen CP2K data dir built by
 ``scripts/setup-cp2k.sh`` (DftSet would re-parse the element YAML for every input: 10–80 s each here).
 
