@@ -270,19 +270,18 @@ def _parents(job: Any) -> set[str]:
 
 
 def _slurm_state(slurm_id: str) -> str | None:
-    """Final SLURM state of a finished job (``None`` while queued/running)."""
-    q = subprocess.run(
-        ["squeue", "-h", "-j", slurm_id, "-o", "%T"], capture_output=True, text=True, check=False
-    )
+    """Final SLURM state of a finished job (``None`` while queued/running): accounting (``sacct``) when the
+    cluster has it, else the job-completion log (``sacct -c``)."""
+    q = subprocess.run(["squeue", "-h", "-j", slurm_id, "-o", "%T"], capture_output=True, text=True, check=False)
     if q.returncode == 0 and q.stdout.strip():
         return None
-    s = subprocess.run(
-        ["sacct", "-c", "-n", "-P", "-j", slurm_id, "-o", "State"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return (s.stdout.split() or ["UNKNOWN"])[0]
+    for extra in (["-X"], ["-c"]):
+        s = subprocess.run(
+            ["sacct", *extra, "-n", "-P", "-j", slurm_id, "-o", "State"], capture_output=True, text=True, check=False
+        )
+        if s.returncode == 0 and s.stdout.split():
+            return s.stdout.split()[0]
+    return "UNKNOWN"
 
 
 def _collect(run: Run, state: State, key: str, rec: dict[str, Any]) -> None:

@@ -36,6 +36,9 @@ class SmokeConfig(BaseModel):
     fail_if_exists: str | None = Field(
         None, description="label job 0 of round 1 crashes while this file exists (failure-path tests)"
     )
+    hang_if_exists: str | None = Field(
+        None, description="label job 1 of round 1 sleeps while this file exists, up to 5 min (kill tests)"
+    )
     seed: int = 0
 
 
@@ -58,7 +61,9 @@ def explore(round_: int, n: int, seed: int) -> list[dict[str, Any]]:
 
 
 @job
-def label(structure: Any, frames_dir: str, index: int, fail_if_exists: str | None = None) -> dict:
+def label(
+    structure: Any, frames_dir: str, index: int, fail_if_exists: str | None = None, hang_if_exists: str | None = None
+) -> dict:
     """EMT energy (eV) and forces (eV/Å) of one cell, written to ``frames_dir/<frame_id>.json``."""
     from ase.calculators.emt import EMT
     from pymatgen.core import Structure
@@ -72,6 +77,12 @@ def label(structure: Any, frames_dir: str, index: int, fail_if_exists: str | Non
         return {"frame_id": frame_id, "computed": False}
     if fail_if_exists and index == 0 and Path(fail_if_exists).exists():
         raise RuntimeError(f"injected crash while labeling frame {frame_id} ({fail_if_exists} exists)")
+    if hang_if_exists and index == 1:
+        import time
+
+        deadline = time.time() + 300
+        while Path(hang_if_exists).exists() and time.time() < deadline:
+            time.sleep(0.2)
     atoms = AseAtomsAdaptor.get_atoms(s)
     atoms.calc = EMT()
     frame = {
@@ -120,7 +131,8 @@ def smoke_round(round_: int, cfg: dict[str, Any], frames_dir: str, history: list
     ex = explore(round_, c.n_frames, c.seed)
     labels: list[Job] = []
     for i in range(c.n_frames):
-        j = label(ex.output[i], frames_dir, i, c.fail_if_exists if round_ == 1 else None)
+        first = round_ == 1
+        j = label(ex.output[i], frames_dir, i, c.fail_if_exists if first else None, c.hang_if_exists if first else None)
         j.name = f"label {c.tag} r{round_} #{i}"
         labels.append(j)
     col = collect([j.output for j in labels], round_)

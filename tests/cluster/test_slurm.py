@@ -128,3 +128,28 @@ def test_partition_that_does_not_exist_is_refused_before_anything_is_submitted(s
     (line,) = p.stderr.strip().splitlines()
     assert line.startswith("mfal: error: cluster queue 'train'") and "--partition=nope" in line and "invalid partition" in line.lower()
     assert not run_dir.exists()
+
+
+def test_killed_step_is_caught_by_the_fallback_driver(slurm_cluster, tmp_path):
+    """A step that dies without a word (here: scancel) is recorded by the afternotok driver job."""
+    hang = tmp_path / "HANG"
+    hang.write_text("1")
+    run_dir = tmp_path / "run"
+    cfg = write_smoke(tmp_path / "smoke.yaml", n_rounds=1, n_frames=2, hang_if_exists=str(hang))
+    assert mfal("submit", cfg, "--slurm", "--cluster", CLUSTER, "--flow", FLOW, "--dir", run_dir).returncode == 0
+    deadline = time.time() + 120
+    victim = None
+    while time.time() < deadline and victim is None:
+        state = run_dir / "slurm" / "state.json"
+        jobs = json.loads(state.read_text())["jobs"] if state.exists() else {}
+        rec = next((r for r in jobs.values() if r["name"] == "label t r1 #1" and r.get("slurm_id")), None)
+        if rec and "RUNNING" in run(["squeue", "-h", "-j", rec["slurm_id"], "-o", "%T"]).stdout:
+            victim = rec["slurm_id"]
+        time.sleep(0.5)
+    assert victim, "label job never started"
+    run(["scancel", victim])
+    st = wait_run(run_dir)
+    hang.unlink()
+    (rec,) = [r for r in st["jobs"] if r["name"] == "label t r1 #1"]
+    assert rec["state"] == "failed" and f"SLURM job {victim} ended CANCELLED" in rec["reason"]
+    assert {r["name"]: r["state"] for r in st["jobs"]}["train r1"] == "completed"  # the flow went on
