@@ -181,3 +181,17 @@ def test_parse_task_dir_strips_the_host(vasp):
     folder = vasp / "atomate2_MgMn2O4_static_afm" / "outputs"
     (frame,) = parse_task_dir(f"node042:{folder}", source="vasp", round=4)
     assert frame.source == "vasp" and frame.round == 4 and frame.task_dir == str(folder)
+
+
+def test_detect_fidelity_rules(lifepo4):
+    from pymatgen.core import Lattice, Structure
+
+    from mfal.label.quality import QualityConfig
+    from mfal.label.vasp_io import detect_fidelity
+
+    q = QualityConfig()
+    si = Structure(Lattice.cubic(5.43), ["Si", "Si"], [[0, 0, 0], [0.25, 0.25, 0.25]])
+    assert detect_fidelity(1, [None], lifepo4, q) == "lf"
+    assert detect_fidelity(2, [None], si, q) == "hf"  # moments unknown: trust ISPIN
+    assert detect_fidelity(2, [np.zeros(2)], si, q) == "lf"  # spin-polarized but nothing magnetic
+    assert detect_fidelity(2, [np.zeros(len(lifepo4))], lifepo4, q) == "hf"  # Fe with no moment: a collapse
