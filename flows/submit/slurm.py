@@ -26,7 +26,7 @@ import shutil
 import subprocess
 import sys
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -593,5 +593,3 @@ def dry_run_scripts(flow: Any, run_dir: Path, cluster: ClusterConfig) -> list[tu
             out.append((title, run.step_script("UUID_INDEX", qname)))
     return out
 
-
-StepFn = Callable[[Path, str], None]
