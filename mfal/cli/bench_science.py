@@ -1,3 +1,112 @@
-"""mfal CLI commands (module bench_science): registered on import."""
+"""mfal CLI commands (module bench_science): ``mfal bench science``."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from mfal.cli.app import bench_app
+from mfal.errors import ConfigError
+
+
+def _int_list(text: str | None, name: str) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError as err:
+        raise ConfigError(f"{name}={text!r}: expected comma-separated integers, e.g. 25,50,100") from err
+    if not values or min(values) < 1:
+        raise ConfigError(f"{name}={text!r}: expected positive integers")
+    return values
+
+
+def _str_list(text: str | None) -> list[str] | None:
+    return None if text is None else [x.strip() for x in text.split(",") if x.strip()]
+
+
+@bench_app.command("science")
+def science_cmd(
+    quick: bool = typer.Option(False, "--quick", help="CI size (HF 50, SF vs MF-F, one seed, ≤ 5 min idle)"),
+    as_json: bool = typer.Option(False, "--json", help="print the result JSON on stdout"),
+    out: Path = typer.Option(Path("bench-science"), "--out", help="output directory (JSON, figures, cache)"),
+    labeler: str = typer.Option("teacher", "--labeler", help="teacher (surrogate) or replay (--data FILE)"),
+    data: Path | None = typer.Option(None, "--data", help="paired LF/HF extxyz file for --labeler replay"),
+    seeds: int | None = typer.Option(
+        None, "--seeds", min=1, help="seeds per point (default: 1 quick, 3 full)"
+    ),
+    hf_sizes: str | None = typer.Option(None, "--hf-sizes", help="comma-separated HF sizes, e.g. 25,50,100"),
+    methods: str | None = typer.Option(None, "--methods", help="e.g. SF,TL,MF-F"),
+    ablation: str | None = typer.Option(
+        None, "--ablation", help="extra MF subsets, e.g. MF-E,MF-C (or none)"
+    ),
+    ablation_sizes: str | None = typer.Option(None, "--ablation-sizes", help="HF sizes of the ablation"),
+    starts: str | None = typer.Option(None, "--starts", help="scratch,pretrained"),
+    al_sizes: str | None = typer.Option(None, "--al-sizes", help="AL HF sizes per round (or none)"),
+    n_structures: int | None = typer.Option(None, "--n-structures", min=3, help="teacher pool size"),
+    n_test: int | None = typer.Option(None, "--n-test", min=1),
+    n_val: int | None = typer.Option(None, "--n-val", min=0),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="max epochs (warm start)"),
+    scratch_epochs: int | None = typer.Option(None, "--scratch-epochs", min=1),
+    lf_max: int | None = typer.Option(None, "--lf-max", min=1, help="cap on LF frames used"),
+    figures: Path | None = typer.Option(
+        None, "--figures", help="also write the PNGs here (e.g. docs/figures)"
+    ),
+) -> None:
+    """Science benchmark: learning curves SF/TL/MF, ablation, AL vs random (teacher labels are SURROGATE)."""
+    from mfal.bench.science import ALConfig, preset, run_science
+    from mfal.bench.science_report import make_figures, markdown_tables
+
+    if labeler not in ("teacher", "replay"):
+        raise ConfigError(f"--labeler={labeler!r} not in ['teacher', 'replay']")
+    if labeler == "replay" and data is None:
+        raise ConfigError("--labeler replay needs --data FILE (a paired LF/HF extxyz file)")
+    if data is not None and not data.is_file():
+        raise ConfigError(f"--data {data}: no such file")
+    cfg = preset("quick" if quick else "full")
+    upd: dict = {"labeler": labeler, "data": str(data) if data else None}
+    if labeler == "replay":  # a small real set: no val split by default, fixed epochs
+        upd.update(n_test=max(1, cfg.n_test // 12), n_val=0, patience=None)
+    for key, value in (
+        ("seeds", seeds),
+        ("hf_sizes", _int_list(hf_sizes, "--hf-sizes")),
+        ("methods", _str_list(methods)),
+        ("ablation_sizes", _int_list(ablation_sizes, "--ablation-sizes") if ablation_sizes != "none" else []),
+        ("starts", _str_list(starts)),
+        ("n_structures", n_structures),
+        ("n_test", n_test),
+        ("n_val", n_val),
+        ("epochs", epochs),
+        ("scratch_epochs", scratch_epochs),
+        ("lf_max", lf_max),
+    ):
+        if value is not None:
+            upd[key] = value
+    if ablation is not None:
+        upd["ablation"] = [] if ablation == "none" else _str_list(ablation)
+    if al_sizes is not None:
+        upd["al"] = None if al_sizes == "none" else ALConfig(sizes=_int_list(al_sizes, "--al-sizes"))
+    try:
+        merged = {**cfg.model_dump(), **{k: v for k, v in upd.items() if k != "al"}}
+        merged["al"] = upd.get("al", cfg.al)
+        cfg = type(cfg)(**merged)
+    except ValueError as err:
+        errors = getattr(err, "errors", lambda: [])()
+        msg = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors) or str(err)
+        raise ConfigError(f"bench science options: {msg}") from err
+
+    def note(msg: str) -> None:
+        typer.echo(msg, err=True)
+
+    result = run_science(cfg, out, progress=True, callback=note)
+    paths = make_figures(result, out)
+    if figures is not None:
+        paths += make_figures(result, figures)
+    (out / "science.md").write_text(markdown_tables(result) + "\n")
+    if as_json:
+        typer.echo(json.dumps(result, indent=1, default=str))
+        return
+    typer.echo(markdown_tables(result))
+    typer.echo(f"\nJSON: {out / 'science.json'}; figures: {', '.join(str(p) for p in paths)}")

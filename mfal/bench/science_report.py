@@ -1,0 +1,193 @@
+"""Figures and markdown tables of the science benchmark (from the JSON of :func:`mfal.bench.science.run_science`)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+UNITS = {
+    "e_mae_mev_atom": "E MAE (meV/atom)",
+    "f_mae_mev_ang": "F MAE (meV/Å)",
+    "s_mae_gpa": "S MAE (GPa)",
+    "m_mae_mub": "M MAE (μB)",
+}
+
+
+def _fmt(mean: float | None, std: float | None = None, digits: int = 1) -> str:
+    if mean is None or not math.isfinite(mean):
+        return "–"
+    if std is None or not math.isfinite(std):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def make_figures(result: dict[str, Any], out_dir: str | Path, prefix: str = "science") -> list[Path]:
+    """Learning curves, ablation bars and AL vs random as PNGs in ``out_dir``; returns the paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tag = " [SURROGATE labels]" if result.get("surrogate_labels") else ""
+    paths: list[Path] = []
+    curves = result["learning_curves"]
+
+    # learning curves: one row per start, E and F columns
+    starts = list(curves)
+    if starts:
+        fig, axes = plt.subplots(len(starts), 2, figsize=(10, 3.6 * len(starts)), squeeze=False)
+        for r, start in enumerate(starts):
+            for c, key in enumerate(("f_mae_mev_ang", "e_mae_mev_atom")):
+                ax = axes[r][c]
+                for method, pts in sorted(curves[start].items()):
+                    ns = sorted(int(n) for n in pts)
+                    if len(ns) < 2 and method not in ("SF", "TL", "MF-F"):
+                        continue  # ablation points are in the bar chart
+                    mean = [pts[str(n)][f"{key}_mean"] for n in ns]
+                    std = [pts[str(n)][f"{key}_std"] for n in ns]
+                    ax.errorbar(ns, mean, yerr=std, marker="o", capsize=3, label=method)
+                ax.set_xscale("log")
+                ax.set_xlabel("HF training frames")
+                ax.set_ylabel(UNITS[key])
+                ax.set_title(f"{start} start{tag}", fontsize=9)
+                ax.legend(fontsize=8)
+        fig.tight_layout()
+        p = out / f"{prefix}_learning_curves.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        paths.append(p)
+
+    # ablation bars at the ablation sizes
+    abl = result["config"].get("ablation_sizes") or []
+    bars = []
+    for start in starts:
+        for n in abl:
+            items = [(m, v[str(n)]) for m, v in curves[start].items() if str(n) in v]
+            if len(items) > 2:
+                bars.append((start, n, sorted(items, key=lambda t: t[1]["f_mae_mev_ang_mean"])))
+    if bars:
+        fig, axes = plt.subplots(1, len(bars), figsize=(5.5 * len(bars), 3.8), squeeze=False)
+        for ax, (start, n, items) in zip(axes[0], bars, strict=True):
+            names = [m for m, _ in items]
+            ax.bar(
+                names,
+                [v["f_mae_mev_ang_mean"] for _, v in items],
+                yerr=[v["f_mae_mev_ang_std"] for _, v in items],
+                capsize=3,
+                color=["C3" if m == "MF-F" else "C0" for m in names],
+            )
+            ax.set_ylabel(UNITS["f_mae_mev_ang"])
+            ax.set_title(f"ablation, {n} HF frames, {start} start{tag}", fontsize=9)
+            ax.tick_params(axis="x", rotation=45)
+        fig.tight_layout()
+        p = out / f"{prefix}_ablation.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        paths.append(p)
+
+    # AL vs random
+    if result.get("al_curve"):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for name, curve in (
+            ("AL+MF", result["al_curve"]),
+            ("random+MF", result.get("random_mf_curve", {})),
+            ("random+SF", result.get("random_sf_curve", {})),
+        ):
+            ns = sorted(int(n) for n in curve)
+            if ns:
+                ax.errorbar(
+                    ns,
+                    [curve[str(n)]["f_mae_mev_ang_mean"] for n in ns],
+                    yerr=[curve[str(n)].get("f_mae_mev_ang_std", 0.0) for n in ns],
+                    marker="o",
+                    capsize=3,
+                    label=name,
+                )
+        sf_all = result.get("sf_all", {})
+        if sf_all.get("f_mae_mev_ang_mean") is not None:
+            ax.axhline(sf_all["f_mae_mev_ang_mean"], color="k", ls="--", label=f"SF, all {sf_all['n_hf']} HF")
+        ax.set_xscale("log")
+        ax.set_xlabel("HF labels (∝ HF core-hours)")
+        ax.set_ylabel(UNITS["f_mae_mev_ang"])
+        ax.set_title(f"AL vs random ({result['config']['al']['start']} start){tag}", fontsize=9)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        p = out / f"{prefix}_al_vs_random.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        paths.append(p)
+    return paths
+
+
+def markdown_tables(result: dict[str, Any]) -> str:
+    """Markdown tables of the learning curves, ratios and AL summary."""
+    lines: list[str] = []
+    lines.append(f"Labels: {result['labels']}.")
+    if result.get("surrogate_labels"):
+        lines.append("**SURROGATE labels** (pretrained CHGNet teachers), not DFT.")
+    pool = result["pool"]
+    lines.append(
+        f"Pool: {pool['n_pool_hf']} HF / {pool['n_pool_lf']} LF pool frames (LF used: {pool['n_lf_used']}), "
+        f"{pool['n_val']} val, {pool['n_test']} HF test structures (never trained on)."
+    )
+    for start, methods in result["learning_curves"].items():
+        lines.append("")
+        lines.append(f"HF test MAE, **{start}** start (mean ± std over seeds):")
+        lines.append("")
+        lines.append("| method | HF frames | seeds | E (meV/atom) | F (meV/Å) | S (GPa) | M (μB) |")
+        lines.append("|---|---|---|---|---|---|---|")
+        for method, pts in sorted(methods.items()):
+            for n in sorted(pts, key=int):
+                v = pts[n]
+                lines.append(
+                    f"| {method} | {n} | {v['n_seeds']} | {_fmt(v['e_mae_mev_atom_mean'], v['e_mae_mev_atom_std'])} | "
+                    f"{_fmt(v['f_mae_mev_ang_mean'], v['f_mae_mev_ang_std'])} | "
+                    f"{_fmt(v['s_mae_gpa_mean'], v['s_mae_gpa_std'], 3)} | "
+                    f"{_fmt(v['m_mae_mub_mean'], v['m_mae_mub_std'], 3)} |"
+                )
+    lines.append("")
+    for start, ratios in result.get("mf_over_sf_force_mae_by_start", {}).items():
+        tl = result.get("mf_over_tl_force_mae_by_start", {}).get(start, {})
+        cells = ", ".join(f"{n}: {r:.2f}" for n, r in sorted(ratios.items(), key=lambda t: int(t[0])))
+        cells_tl = ", ".join(f"{n}: {r:.2f}" for n, r in sorted(tl.items(), key=lambda t: int(t[0])))
+        lines.append(f"- {start}: MF-F / SF force MAE {{{cells}}}; MF-F / TL {{{cells_tl or '–'}}}")
+    zs = result.get("warm_start", {}).get("zero_shot_hf_test")
+    if zs:
+        lines.append(
+            f"- zero-shot warm-start model (CHGNet {result['warm_start']['version']}, no training) on the HF test: "
+            f"E {_fmt(zs['e_mae_mev_atom'])} meV/atom, F {_fmt(zs['f_mae_mev_ang'])} meV/Å"
+        )
+    if result.get("al_curve"):
+        lines.append("")
+        lines.append("| HF labels | AL+MF F (meV/Å) | random+MF | random+SF |")
+        lines.append("|---|---|---|---|")
+        rm, rs = result.get("random_mf_curve", {}), result.get("random_sf_curve", {})
+        for n in sorted(result["al_curve"], key=int):
+            a = result["al_curve"][n]
+            lines.append(
+                f"| {n} | {_fmt(a['f_mae_mev_ang_mean'], a['f_mae_mev_ang_std'])} | "
+                f"{_fmt(rm.get(n, {}).get('f_mae_mev_ang_mean'), rm.get(n, {}).get('f_mae_mev_ang_std'))} | "
+                f"{_fmt(rs.get(n, {}).get('f_mae_mev_ang_mean'), rs.get(n, {}).get('f_mae_mev_ang_std'))} |"
+            )
+        sf = result.get("sf_all", {})
+        lines.append("")
+        lines.append(
+            f"- SF on all {sf.get('n_hf')} pool HF frames: F {_fmt(sf.get('f_mae_mev_ang_mean'), sf.get('f_mae_mev_ang_std'))}"
+            f" meV/Å, cost {sf.get('cost_core_s', float('nan')):.0f} core-s"
+        )
+        lines.append(
+            f"- AL+MF HF labels to match it: {result.get('al_hf_labels_to_match_sf_all')}; total cost fraction "
+            f"(LF + HF): {result.get('al_cost_fraction_to_match_sf_all')}; HF-only cost fraction: "
+            f"{result.get('al_hf_cost_fraction_to_match_sf_all')}"
+        )
+        lines.append(
+            f"- random+MF HF labels to match it: {result.get('random_mf_hf_labels_to_match_sf_all')}; "
+            f"calibration ρ (ensemble force std vs error on the HF test, mean over rounds): "
+            f"{_fmt(result.get('calibration_rho'), None, 2)}"
+        )
+    lines.append("")
+    lines.append(f"Wall time: {result['timing_s']['total']:.0f} s.")
+    return "\n".join(lines)
