@@ -19,6 +19,10 @@ def run(
 ) -> None:
     """Run the campaign locally on the embedded store; rerun the same command to resume after a crash."""
     import time
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
 
     from flows.campaign import run_campaign
 
@@ -54,7 +58,11 @@ def status(
 @app.command("report")
 def report(dir: Path = typer.Option(Path("campaign"), "--dir", help="campaign directory")) -> None:
     """PNG plots (HF MAE vs labels, uncertainty vs error, parity, selection) and a markdown summary."""
+    import warnings
+
     from mfal.campaign.report import make_report
+
+    warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
 
     md = make_report(dir)
     typer.echo(f"wrote {md} and its PNGs")

@@ -46,10 +46,12 @@ def tiny_config(tmp: Path, **overrides) -> dict:
         "trust": {
             "lf": {"lo": 0.0, "hi": 5.0, "max_per_round": 2},
             "hf": {"lo": 0.0, "hi": 5.0, "max_per_round": 2},
+            "diversity_pool": 1.0,
         },
         "initial": {"n_lf": 2, "n_hf": 2},
         "stop": {"max_rounds": 2},
         "ratio_failed": 0.5,
+        "promotion_margin": 0.05,
         "validation_fraction": 0.3,
     }
     for key, value in overrides.items():
