@@ -291,7 +291,6 @@ def run_active_learning(
     sizes = [n for n in al.sizes if n <= len(pool_hf)]
     chosen = [pool_hf[i] for i in ctx.hf_order(seed)[: sizes[0]]]
     desc = descriptors([ctx.ds.structures[i] for i in pool_hf])
-    hf_cost = float(np.mean(ctx.cost["hf"]))
     nsites = [ctx.ds.n_atoms[i] for i in pool_hf]
     rows = []
     for r in range(len(sizes)):
@@ -324,7 +323,7 @@ def run_active_learning(
                 scores,
                 desc,
                 policy,
-                budget={"hf": n_new * hf_cost * 1.0001, "lf": 0.0},
+                budget={"hf": n_new * max(ctx.cost["hf"]) * 1.0001, "lf": 0.0},  # the cap n_new binds
                 cost_models={
                     f: CostModel.from_prior(float(np.mean(ctx.cost[f])), int(np.mean(nsites)))
                     for f in ("lf", "hf")
