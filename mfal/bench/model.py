@@ -1,0 +1,286 @@
+"""`mfal bench model`: MF-CHGNet cost against plain CHGNet 0.3.0, measured side by side in one run.
+
+Ratios (each timing pair is run back to back, alternating which goes first; the ratio reported is the median of
+the per-pair ratios, which is robust to the load of a shared machine drifting during the run):
+
+- ``mf_over_chgnet_forward``: energy + forces of the same rattled LiFePO4 cells (graph conversion included in
+  both), MFCHGNet (EMRC, warm-started) / chgnet's CHGNet 0.3.0 ``predict_structure``;
+- ``ensemble4_over_single``: K=4 ``predict_with_uncertainty`` / one model's energy+forces+magmoms; the ensemble is
+  a shared-trunk readout ensemble (graphs built once, trunk run once, member forces from one batched backward).
+  ``force_probes=1`` sketches the force variance with one random contrast (2 backward passes instead of 4);
+  the exact variant is reported beside it;
+- calibration of both variants: Spearman rho of predicted force std vs true force error on held-out frames,
+  after a tiny fine-tune of each member's readout (trunk frozen, bootstrap of a few training frames) towards a
+  *different* pretrained model (CHGNet 0.2.0 with moments) used as the reference "truth" — a surrogate, not DFT;
+- ``train_step_mf_over_chgnet``: one Adam step with an E+F+S loss on the same 4-cell batch (graphs prebuilt),
+  MFCHGNet on a mixed LF/HF batch / plain CHGNet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import logging
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+TARGETS = {"mf_over_chgnet_forward": 1.05, "ensemble4_over_single": 2.0, "train_step_mf_over_chgnet": 1.10}
+
+
+def _rattled_cells(n: int, *, seed: int, amplitudes: tuple[float, float]) -> list:
+    from mfal.explore.structures import lifepo4_structure
+
+    base = lifepo4_structure()
+    cells = []
+    for i, amp in enumerate(np.linspace(*amplitudes, n)):
+        cell = base.copy()
+        cell.perturb(float(amp), seed=seed + i)
+        cells.append(cell)
+    return cells
+
+
+def _paired(fn_a: Callable[[], Any], fn_b: Callable[[], Any], repeats: int) -> tuple[float, float, float]:
+    """Median time of a, of b (s), and median of per-pair ratios a/b; order alternates between pairs."""
+    times_a, times_b, ratios = [], [], []
+    for rep in range(repeats):
+        order = (0, 1) if rep % 2 == 0 else (1, 0)
+        pair = [0.0, 0.0]
+        for which in order:
+            start = time.perf_counter()
+            (fn_a if which == 0 else fn_b)()
+            pair[which] = time.perf_counter() - start
+        times_a.append(pair[0])
+        times_b.append(pair[1])
+        ratios.append(pair[0] / pair[1])
+    return statistics.median(times_a), statistics.median(times_b), statistics.median(ratios)
+
+
+def _spearman(pred: np.ndarray, err: np.ndarray) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(pred, err).statistic)
+
+
+def _calibration(out: dict, ref_forces: list[np.ndarray]) -> dict[str, float]:
+    per_atom_err = [np.linalg.norm(f - r, axis=1) for f, r in zip(out["forces"], ref_forces, strict=True)]
+    return {
+        "rho_per_atom": _spearman(np.concatenate(out["forces_std"]), np.concatenate(per_atom_err)),
+        "rho_per_frame_max": _spearman(out["force_std_max"], np.array([e.max() for e in per_atom_err])),
+        "force_mae_vs_reference": float(np.mean(np.concatenate(per_atom_err))),
+    }
+
+
+def _finetune_readouts(ensemble, graphs, labels, fidelity: str, *, steps: int, lr: float, seed: int) -> None:
+    """Train each member's readout for ``fidelity`` on its own bootstrap of ``graphs`` (trunk frozen)."""
+    import torch
+
+    rng = np.random.default_rng(seed)
+    f_idx = ensemble.fidelities.index(fidelity)
+    for member in ensemble.members:
+        head = member.readouts[f_idx] if "R" in member.components else member.mlp
+        head_ids = {id(p) for p in head.parameters()}
+        saved = {name: p.requires_grad for name, p in member.named_parameters()}
+        for p in member.parameters():
+            p.requires_grad_(id(p) in head_ids)
+        opt = torch.optim.Adam(head.parameters(), lr=lr)
+        member.train()
+        try:
+            for _ in range(steps):
+                pick = rng.integers(0, len(graphs), size=len(graphs))
+                batch = [graphs[i] for i in pick]
+                pred = member.forward(batch, fidelity, task="ef", is_training=True)
+                e_ref = torch.tensor([float(labels[i]["e"]) for i in pick], dtype=pred["e"].dtype)
+                f_ref = torch.cat([torch.as_tensor(labels[i]["f"]) for i in pick])
+                loss = torch.nn.functional.mse_loss(pred["e"], e_ref) + torch.nn.functional.mse_loss(
+                    torch.cat(pred["f"]), f_ref
+                )
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        finally:
+            member.eval()
+            for name, p in member.named_parameters():
+                p.requires_grad_(saved[name])
+
+
+def run_model_bench(
+    *,
+    n_structures: int = 8,
+    repeats: int = 3,
+    threads: int = 2,
+    k: int = 4,
+    n_train: int = 4,
+    finetune_steps: int = 3,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Run the model benchmark (CPU) and return numbers, targets and the run's context (see module docstring)."""
+    import torch
+    from chgnet.model import CHGNet
+
+    from mfal.errors import ConfigError
+    from mfal.model import MFCHGNet, readout_ensemble
+
+    if n_structures < 3 or repeats < 1 or threads < 1 or k < 2 or n_train < 1:
+        raise ConfigError(
+            f"need n_structures >= 3, repeats >= 1, threads >= 1, k >= 2, n_train >= 1; got {n_structures=}, "
+            f"{repeats=}, {threads=}, {k=}, {n_train=}"
+        )
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    stages = ["setup", "forward", "labels+fine-tune", "ensemble", "train step"]
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(stages), desc="bench model", unit="stage")
+
+    def advance(name: str) -> None:
+        logger.info("bench model: %s done", name)
+        if bar is not None:
+            bar.set_postfix_str(name)
+            bar.update(1)
+
+    load_start = os.getloadavg()
+    started = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):  # chgnet prints on load
+        chgnet = CHGNet.load(model_name="0.3.0", use_device="cpu", verbose=False)
+        reference = CHGNet.load(model_name="0.2.0", use_device="cpu", verbose=False)
+    chgnet.eval()
+    mf = MFCHGNet.from_pretrained("0.3.0")
+    mf.eval()
+    cells = _rattled_cells(n_structures, seed=seed, amplitudes=(0.02, 0.2))  # held-out frames
+    train_cells = _rattled_cells(n_train, seed=seed + 1000, amplitudes=(0.03, 0.15))
+    advance("setup")
+
+    # 1. forward: energy + forces, graph conversion included in both
+    t_mf, t_chg, r_fwd = _paired(
+        lambda: mf.predict(cells, "hf", task="ef", batch_size=n_structures),
+        lambda: chgnet.predict_structure(cells, task="ef", batch_size=n_structures),
+        repeats,
+    )
+    advance("forward")
+
+    # 2. reference labels (CHGNet 0.2.0) and a tiny readout fine-tune of K members
+    ref_train = reference.predict_structure(train_cells, task="efsm", batch_size=n_structures)
+    ref_held = reference.predict_structure(cells, task="efsm", batch_size=n_structures)
+    ref_train = ref_train if isinstance(ref_train, list) else [ref_train]
+    ensemble = readout_ensemble(mf, k, seed=seed, noise=0.02)
+    _finetune_readouts(
+        ensemble, mf.graphs(train_cells), ref_train, "hf", steps=finetune_steps, lr=1e-3, seed=seed
+    )
+    if not ensemble.shared_trunk:
+        raise RuntimeError("fine-tuned readout ensemble lost its shared trunk")
+    advance("labels+fine-tune")
+
+    # 3. ensemble uncertainty vs one model (energy + forces + magmoms at hf, graphs included)
+    single = ensemble.members[0]
+    exact_out: dict = {}
+    sketch_out: dict = {}
+
+    def run_exact() -> None:
+        exact_out.update(ensemble.predict_with_uncertainty(cells, "hf", batch_size=n_structures))
+
+    def run_sketch() -> None:
+        sketch_out.update(
+            ensemble.predict_with_uncertainty(cells, "hf", batch_size=n_structures, force_probes=1, seed=seed)
+        )
+
+    t_single_1, t_sketch, r_sketch = _paired(
+        lambda: single.predict(cells, "hf", task="efm", batch_size=n_structures), run_sketch, repeats
+    )
+    t_single_2, t_exact, r_exact = _paired(
+        lambda: single.predict(cells, "hf", task="efm", batch_size=n_structures), run_exact, repeats
+    )
+    ref_forces = [np.asarray(r["f"]) for r in ref_held]
+    calib_exact = _calibration(exact_out, ref_forces)
+    calib_sketch = _calibration(sketch_out, ref_forces)
+    rho_sketch_vs_exact = _spearman(
+        np.concatenate(sketch_out["forces_std"]), np.concatenate(exact_out["forces_std"])
+    )
+    advance("ensemble")
+
+    # 4. one optimizer step, E+F+S loss, same 4-cell batch, graphs prebuilt
+    batch_cells = cells[:4]
+    labels = ref_held[:4]
+    e_ref = torch.tensor([float(lab["e"]) for lab in labels], dtype=torch.float32)
+    f_ref = torch.cat([torch.as_tensor(lab["f"]) for lab in labels])
+    s_ref = torch.stack([torch.as_tensor(lab["s"]) for lab in labels])
+    mf_train = copy.deepcopy(mf)
+    chg_train = copy.deepcopy(chgnet)
+    mf_train.train()
+    chg_train.train()
+    mf_graphs = mf_train.graphs(batch_cells)
+    chg_graphs = [chg_train.graph_converter(c) for c in batch_cells]
+    fid = torch.tensor([1, 2] * (len(batch_cells) // 2) + [2] * (len(batch_cells) % 2))
+    opt_mf = torch.optim.Adam([p for p in mf_train.parameters() if p.requires_grad], lr=1e-4)
+    opt_chg = torch.optim.Adam([p for p in chg_train.parameters() if p.requires_grad], lr=1e-4)
+
+    def loss_of(pred: dict) -> Any:
+        mse = torch.nn.functional.mse_loss
+        return (
+            mse(pred["e"], e_ref)
+            + mse(torch.cat(pred["f"]), f_ref)
+            + 0.1 * mse(torch.stack(pred["s"]), s_ref)
+        )
+
+    def step_mf() -> None:
+        loss = loss_of(mf_train.forward(mf_graphs, fid, task="efs", is_training=True))
+        opt_mf.zero_grad()
+        loss.backward()
+        opt_mf.step()
+
+    def step_chg() -> None:
+        loss = loss_of(chg_train.forward(chg_graphs, task="efs"))
+        opt_chg.zero_grad()
+        loss.backward()
+        opt_chg.step()
+
+    step_mf()  # warm-up (optimizer state allocation) for both
+    step_chg()
+    t_step_mf, t_step_chg, r_step = _paired(step_mf, step_chg, repeats)
+    advance("train step")
+    if bar is not None:
+        bar.close()
+
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "torch_threads": threads,
+        "torch_version": torch.__version__,
+        "load_average_start_end": [round(load_start[0], 2), round(os.getloadavg()[0], 2)],
+        "structures": f"{n_structures} rattled LiFePO4 cells (28 atoms, 0.02-0.2 Å)",
+        "repeats": repeats,
+        "mf_over_chgnet_forward": round(r_fwd, 3),
+        "mf_forward_s": round(t_mf, 3),
+        "chgnet_forward_s": round(t_chg, 3),
+        "ensemble4_over_single": round(r_sketch, 3),
+        "ensemble4_method": f"shared-trunk readout ensemble K={k}, graphs shared, force variance sketched with "
+        "1 random contrast probe (2 backward passes)",
+        "ensemble4_exact_over_single": round(r_exact, 3),
+        "ensemble_sketch_s": round(t_sketch, 3),
+        "ensemble_exact_s": round(t_exact, 3),
+        "single_uncertainty_baseline_s": round(statistics.median([t_single_1, t_single_2]), 3),
+        "calibration": {
+            "reference": "CHGNet 0.2.0 (surrogate truth) after a readout fine-tune on "
+            f"{n_train} frames x {finetune_steps} steps per member",
+            "sketch": {key: round(val, 3) for key, val in calib_sketch.items()},
+            "exact": {key: round(val, 3) for key, val in calib_exact.items()},
+            "rho_sketch_vs_exact_per_atom": round(rho_sketch_vs_exact, 3),
+        },
+        "train_step_mf_over_chgnet": round(r_step, 3),
+        "train_step_mf_s": round(t_step_mf, 3),
+        "train_step_chgnet_s": round(t_step_chg, 3),
+        "targets": TARGETS,
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
