@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import REPO, SECRET, fw_states, mfal
+from clusterutil import REPO, SECRET, fw_states, mfal
 
 TINY = """
 name: tinyfw

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import BIN, REPO, SECRET, fw_states, mfal, run, write_smoke
+from clusterutil import BIN, REPO, SECRET, fw_states, mfal, run, write_smoke
 
 WORKERS = [REPO / f"configs/fireworks/my_fworker_{w}.yaml" for w in ("default", "cpu", "gpu")]
 CLUSTER = REPO / "configs/cluster/local.yaml"

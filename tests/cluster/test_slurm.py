@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import BIN, REPO, SECRET, fw_states, mfal, run, wait_run, write_smoke
+from clusterutil import BIN, REPO, SECRET, fw_states, mfal, run, wait_run, write_smoke
 
 pytestmark = pytest.mark.slurm
 CLUSTER = REPO / "configs/cluster/local.yaml"

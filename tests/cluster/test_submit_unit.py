@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import BIN, REPO, mfal, write_smoke
+from clusterutil import BIN, REPO, mfal, write_smoke
 
 from flows.submit.config import ClusterConfig, QueueConfig, load_cluster_config
 from flows.submit.security import check_private, redact
@@ -114,7 +114,7 @@ def test_needs_exactly_one_backend(tmp_path):
 
 
 def test_jobflow_config_is_rendered_private_and_never_printed(tmp_path):
-    from conftest import SECRET
+    from clusterutil import SECRET
 
     out = tmp_path / "private" / "jobflow.yaml"
     env = dict(os.environ, MFAL_MONGO_URI=f"mongodb://mfal:{SECRET}@127.0.0.1:27017/mfal")
