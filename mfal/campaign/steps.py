@@ -153,6 +153,7 @@ def explore_round(root: str | Path, r: int, *, progress: bool = False) -> dict[s
     if c.state.state == "new":
         c.state.state = "running"
         c.save()
+    _stamp(c.dir, r, "start")
     with _timed(c.dir, r, "explore"):
         cfg = c.config
         bases = load_start_structures(cfg.start_structures, c.dir.root, seed=cfg.seed)
@@ -604,6 +605,7 @@ def evaluate_round(
     }
     with c.store() as store:
         store.upsert_round(doc)
+    _stamp(c.dir, r, "end")
     c.state = c.state.model_copy(
         update={
             "round": r + 1,
@@ -622,6 +624,14 @@ def evaluate_round(
         "promoted": promoted,
         "hf_force_mae": new_mae,
     }
+
+
+def _stamp(cd: CampaignDir, r: int, key: str) -> None:
+    """Record the wall-clock time (s since the epoch) of ``key`` ("start"/"end") of round r in wall.json."""
+    path = cd.round_dir(r) / "wall.json"
+    data = read_json(path, {})
+    data[key] = time.time()
+    atomic_write_json(path, data)
 
 
 def _now():
