@@ -62,20 +62,25 @@ def test_explore_is_seeded_and_tagged(tmp_path):
 
 
 @pytest.mark.slow
-def test_md_snapshots_with_chgnet(lifepo4):
-    """MD with the real pretrained CHGNet ASE calculator (stands in for the MF model's HF head)."""
-    from chgnet.model import CHGNet
-    from chgnet.model.dynamics import CHGNetCalculator
+def test_md_snapshots_with_the_mf_model(tmp_path, lifepo4):
+    """MD driven by a real MF-CHGNet checkpoint (pretrained warm start) through the campaign's ASE calculator."""
+    from mfal.explore.calculator import EnsembleMemberCalculator
+    from mfal.model import MFCHGNet
 
-    calc = CHGNetCalculator(CHGNet.load(verbose=False), use_device="cpu")
+    sha = MFCHGNet.from_pretrained().save(tmp_path / "m.pt")
+    calc = EnsembleMemberCalculator({"path": str(tmp_path / "m.pt"), "sha256": sha}, fidelity="hf")
     cfg = _cfg(
         rattle={"n": 0},
         strain={"n": 0},
         substitution={"fractions": []},
         delithiation={"fractions": []},
-        md={"temperatures": [600], "steps": 4, "snapshots": 2},
+        md={"temperatures": [600], "steps": 2, "snapshots": 2},
     )
     frames = explore([lifepo4], cfg, seed=0, calculator=calc)
     assert len(frames) == 2
     assert all(s.properties["origin"].startswith("md600K") for s in frames)
     assert frames[0].properties["candidate_id"] != frames[1].properties["candidate_id"]
+    moved = abs(frames[1].cart_coords - lifepo4.cart_coords).max()
+    assert 1e-4 < moved < 0.5  # atoms move, but 2 fs at 600 K is no explosion
+    with pytest.raises(Exception, match="sha256"):
+        EnsembleMemberCalculator({"path": str(tmp_path / "m.pt"), "sha256": "0" * 64})
