@@ -583,6 +583,8 @@ def evaluate_round(
         reason = f"HF uncertainty {hf_unc:.4f} eV/Å below target {target} eV/Å"
     elif spent["hf"] >= cfg.budget.total.hf * 3600.0 - 1e-6:
         reason = f"HF budget spent ({spent['hf'] / 3600:.3f} of {cfg.budget.total.hf} core-hours)"
+    elif spent["lf"] >= cfg.budget.total.lf * 3600.0 - 1e-6:
+        reason = f"LF budget spent ({spent['lf'] / 3600:.3f} of {cfg.budget.total.lf} core-hours)"
     elif r + 1 >= cfg.stop.max_rounds:
         reason = f"max_rounds={cfg.stop.max_rounds} reached"
     doc = _round_doc(
