@@ -91,7 +91,8 @@ def test_replay_pool_from_extxyz(small_pool, tmp_path):
     path = tmp_path / "paired.extxyz"
     write_extxyz([f for it in pool.items for f in it.frames.values()], path)
     replay = replay_pool(path, n_test=2, n_val=0, seed=1)
-    assert len(replay.items) == 10 and not any(it.split == "val" for it in replay.items)
+    assert len(replay.items) == len(pool.items) and not any(it.split == "val" for it in replay.items)
+    assert {it.sid for it in replay.items} == {it.sid for it in pool.items}
     assert replay.surrogate  # teacher frames stay flagged as surrogate when replayed
     replay.check_no_leak()
     with pytest.raises(DataError, match="both LF and HF"):
