@@ -161,15 +161,18 @@ def run_cp2k(run_dir: Path, threads: int, timeout: float) -> float:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     t0 = time.time()
     with open(run_dir / "cp2k.out", "w") as out:
-        subprocess.run(
-            ["cp2k.psmp", "-i", "cp2k.inp"],
-            cwd=run_dir,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            timeout=timeout,
-            check=False,
-        )
+        try:
+            subprocess.run(
+                ["cp2k.psmp", "-i", "cp2k.inp"],
+                cwd=run_dir,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:  # CP2K is killed; the unfinished cp2k.out fails parse_output
+            print(f"{run_dir}: CP2K exceeded --timeout {timeout:.0f} s", flush=True)
     return time.time() - t0
 
 
