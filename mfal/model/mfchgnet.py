@@ -381,7 +381,8 @@ class MFCHGNet(nn.Module):
 
         Returns:
             "e": Tensor [n_graphs] eV/atom (incl. AtomRef), "f": list of [n_i, 3] eV/Å, "s": list of [3, 3] GPa
-            (CHGNet convention = VASP × −0.1), "m": list of [n_i] μB, "atoms_per_graph": LongTensor [n_graphs].
+            (CHGNet convention = VASP × −0.1), "m": list of [n_i] μB (for every fidelity when asked; train it only on
+            ``magnetic_fidelities``), "atoms_per_graph": LongTensor [n_graphs].
         """
         if task not in VALID_TASKS:
             raise ConfigError(f"task={task!r} not in {list(VALID_TASKS)}")
