@@ -68,7 +68,7 @@ class TrainConfig(BaseModel):
     warm_start: str = Field("pretrained", description='"pretrained", "scratch" or a model checkpoint path')
     pretrained_version: str = Field("0.3.0", description="CHGNet version of the pretrained warm start")
     epochs: int = Field(20, ge=0, description="maximum epochs (per stage in tl)")
-    lr: float = Field(1e-3, gt=0, description="Adam learning rate")
+    lr: float = Field(3e-4, gt=0, description="Adam learning rate (3e-4 suits fine-tuning pretrained CHGNet)")
     min_lr_factor: float = Field(0.05, gt=0, le=1, description="cosine schedule ends at lr × this")
     weight_decay: float = Field(0.0, ge=0)
     batch_size: int = Field(8, ge=1)
@@ -169,6 +169,19 @@ def build_model(config: TrainConfig) -> Any:
             f"{model.components!r}, config asks for {list(kwargs['fidelities'])} {kwargs['components']!r}"
         )
     return model
+
+
+def _check_resume(state: dict[str, Any], model: Any, config: TrainConfig) -> None:
+    """A resumed run must keep the model layout and the mode of the saved one."""
+    saved = state.get("config", {})
+    for key in ("mode", "components", "fidelities"):
+        old, new = saved.get(key), getattr(config, key)
+        if isinstance(new, tuple):
+            new = list(new)
+        if old is not None and old != new:
+            raise ConfigError(f"resume: train.{key}={new!r} differs from the saved run's {old!r}")
+    if list(model.model_args.get("fidelities", [])) != list(state["model_args"].get("fidelities", [])):
+        raise ConfigError("resume: the model's fidelities differ from the saved run's")
 
 
 def _model_from_state(state: dict[str, Any]) -> Any:
@@ -395,6 +408,7 @@ def _run_stage(
     if resume is not None:
         opt.load_state_dict(resume["optimizer"])
         sched.load_state_dict(resume["scheduler"])
+        sched.T_max = max(stage.epochs, 1)  # a resumed run may have more epochs than the saved one
         start_epoch = int(resume["epoch"])
         best_metric = float(resume["best_metric"])
         best_epoch = int(resume["best_epoch"])
@@ -460,11 +474,6 @@ def _run_stage(
         }
         history.append(row)
         log.info("stage %s epoch %d: loss %.4g, %s %.4g", stage.name, epoch, train_loss, metric_name, metric)
-        if callback is not None:
-            callback(row)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{train_loss:.4f}", metric=f"{metric:.1f}")
         stopped_early = config.patience is not None and bad_epochs >= config.patience
         if save is not None:
             save(
@@ -480,6 +489,11 @@ def _run_stage(
                     "best_val": best_val,
                 }
             )
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{train_loss:.4f}", metric=f"{metric:.1f}")
+        if callback is not None:  # after the save: an interrupted run resumes after this epoch
+            callback(row)
     if bar is not None:
         bar.close()
     model.load_state_dict(best_state)
@@ -535,7 +549,8 @@ def train_on_datasets(
     device = resolve_device(config.device)
     state = load_train_state(resume) if isinstance(resume, (str, Path)) else resume
     if state is not None:
-        model = _model_from_state(state)
+        _check_resume(state, model, config)
+        model.load_state_dict(state["model_state"])
     model = model.to(device)
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
@@ -657,20 +672,31 @@ def train_ensemble(
     *,
     bootstrap: bool = False,
     out_dir: str | Path | None = None,
+    warm_starts: Sequence[str | Path] | None = None,
     progress: bool = False,
     callback: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> list[TrainResult]:
     """Train ``k`` members that differ by seed (``config.seed + i``) and, with ``bootstrap``, by a resample
     of the training frames. Graphs are built once and shared by all members; member i writes to
-    ``out_dir/member_i``."""
+    ``out_dir/member_i``. ``warm_starts`` (k checkpoint paths, e.g. last round's members) overrides
+    ``config.warm_start`` per member."""
     if k < 1:
         raise ConfigError(f"ensemble size k={k}: expected k >= 1")
-    first = build_model(config)
+    if warm_starts is not None and len(warm_starts) != k:
+        raise ConfigError(f"warm_starts: got {len(warm_starts)} checkpoints for k={k} members")
+
+    def member_config(i: int) -> TrainConfig:
+        update: dict[str, Any] = {"seed": config.seed + i}
+        if warm_starts is not None:
+            update["warm_start"] = str(warm_starts[i])
+        return config.model_copy(update=update)
+
+    first = build_model(member_config(0))
     train = FrameDataset.build(frames_train, first, magnetic_fidelities=config.magnetic_fidelities)
     val = FrameDataset.build(frames_val, first, magnetic_fidelities=config.magnetic_fidelities)
     results = []
     for i in range(k):
-        member_cfg = config.model_copy(update={"seed": config.seed + i})
+        member_cfg = member_config(i)
         model = first if i == 0 else build_model(member_cfg)
         member_train = train
         if bootstrap:
