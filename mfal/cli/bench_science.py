@@ -54,6 +54,12 @@ def science_cmd(
     figures: Path | None = typer.Option(
         None, "--figures", help="also write the PNGs here (e.g. docs/figures)"
     ),
+    threads: int | None = typer.Option(
+        None,
+        "--threads",
+        min=1,
+        help="torch CPU threads (default 2; 1 is far faster on an oversubscribed machine)",
+    ),
 ) -> None:
     """Science benchmark: learning curves SF/TL/MF, ablation, AL vs random (teacher labels are SURROGATE)."""
     from mfal.bench.science import ALConfig, preset, run_science
@@ -81,6 +87,7 @@ def science_cmd(
         ("epochs", epochs),
         ("scratch_epochs", scratch_epochs),
         ("lf_max", lf_max),
+        ("threads", threads),
     ):
         if value is not None:
             upd[key] = value

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -18,6 +19,7 @@ from mfal.bench.science_data import PairedItem, SciencePool, make_structures, re
 from mfal.errors import ConfigError, DataError
 from mfal.store.docs import structure_fingerprint
 
+THREADS = os.environ.get("MFAL_TEST_THREADS", "2")  # as tests/conftest.py
 MFAL = [sys.executable, "-c", "from mfal.cli import main; main()"]
 
 
@@ -134,7 +136,7 @@ def test_cli_rejects_bad_options(tmp_path):
 def test_quick_cli_json(tmp_path):
     out = tmp_path / "quick"
     proc = subprocess.run(
-        [*MFAL, "bench", "science", "--quick", "--json", "--out", str(out)],
+        [*MFAL, "bench", "science", "--quick", "--json", "--out", str(out), "--threads", THREADS],
         capture_output=True,
         text=True,
         timeout=1200,
