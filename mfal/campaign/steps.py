@@ -58,6 +58,10 @@ class Campaign:
         self.dir = CampaignDir(root)
         self.config: CampaignConfig = load_config(self.dir.config_path)
         self.state: CampaignState = self.dir.load_state()
+        if self.config.train.threads:  # all torch work of the campaign (labels, scoring, MD, training)
+            import torch
+
+            torch.set_num_threads(self.config.train.threads)
 
     @property
     def name(self) -> str:

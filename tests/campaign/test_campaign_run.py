@@ -113,6 +113,15 @@ def test_campaign_end_to_end_and_resume(tmp_path, make_config, save_config):
     assert sum(r["n_lf_labeled"] + r["n_hf_labeled"] + r["n_failed"] for r in st["rounds"]) == len(frames)
     assert st["sources"] == ["teacher"]
 
+    # report: PNGs + markdown that embeds them and flags surrogate labels
+    from mfal.campaign.report import make_report
+
+    md = make_report(ref, parity=False)
+    text = md.read_text()
+    assert "SURROGATE" in text and "| 1 | 5 |" in text
+    for png in ("hf_mae_vs_labels.png", "uncertainty_vs_error.png", "selection.png"):
+        assert f"]({png})" in text and (md.parent / png).stat().st_size > 5000
+
     # rerunning a finished campaign labels nothing
     p = _run(cfg, ref)
     assert p.returncode == 0 and len(_calls(ref)) == len(calls)
