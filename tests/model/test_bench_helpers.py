@@ -8,12 +8,24 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from mfal.bench.model import _calibration, _paired
+from mfal.bench.model import _calibration, _timed
 
 
-def test_paired_ratio_orders_and_medians():
-    ta, tb, ratio = _paired(lambda: time.sleep(0.02), lambda: time.sleep(0.01), repeats=3)
-    assert ta > tb and 1.2 < ratio < 4.0
+def _spin(seconds: float) -> None:
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+def test_timed_ratios_cpu_and_wall():
+    out = _timed(
+        {"base": lambda: _spin(0.02), "slow": lambda: _spin(0.06), "idle": lambda: time.sleep(0.05)},
+        "base",
+        repeats=3,
+    )
+    assert 2.0 < out["slow"]["ratio_cpu"] < 5.0
+    assert out["idle"]["ratio_cpu"] < 0.5 < out["idle"]["ratio_wall"]  # sleeping costs wall time, no CPU
+    assert out["base"]["ratio_cpu"] == 1.0
 
 
 def test_calibration_rho_is_one_for_perfectly_ranked_std():
