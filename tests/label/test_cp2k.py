@@ -19,7 +19,8 @@ from pymatgen.core import Lattice, Structure
 
 from mfal.label.cp2k import Cp2kLabeler, Cp2kSettings, check_cp2k_ready, default_data_dir
 
-pytestmark = pytest.mark.cp2k
+# CP2K's own WALLTIME (1 h) bounds each run; the 20-min default pytest timeout is too short on a busy machine
+pytestmark = [pytest.mark.cp2k, pytest.mark.timeout(3600)]
 REPO = Path(__file__).resolve().parents[2]
 
 

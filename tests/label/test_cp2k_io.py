@@ -308,3 +308,26 @@ def test_run_that_died_midway_is_failed_with_the_tail(tmp_path, test_data, cp2k_
     assert doc.status == "failed" and doc.calc["attempts"] == 1
     assert "did not finish" in doc.status_reason and "Segmentation fault" in doc.status_reason
     assert doc.cost == pytest.approx(3.0 * 2)  # no CP2K timing printed: measured wall time × cores
+
+
+def test_converged_hf_replay_is_ok(tmp_path, test_data, cp2k_ready):
+    """Our real FeO HF (UKS, AFM) run → ok frame with Hirshfeld moments ±3.29 μB; the gates see the AFM order."""
+    golden = test_data / "cp2k" / "feo_hf_afm"
+    out = parse_cp2k_output(golden)
+    assert out.uks and out.multiplicity == 1 and out.scf_converged and out.u_eff_ev == [4.0, 4.0]
+    assert out.magmoms_mulliken[:2] == pytest.approx([3.446657, -3.442042])  # UKS Mulliken spin column
+    [doc] = Cp2kLabeler(runner=replay(golden, [])).label([feo_afm()], "hf", workdir=tmp_path)
+    assert doc.status == "ok", doc.status_reason
+    assert (
+        doc.calc["ispin"] == 2
+        and doc.calc["magmom_init"] == [4.0, -4.0, 0.0, 0.0]
+        and doc.fidelity_index == 2
+    )
+    assert doc.magmoms == pytest.approx([3.292, -3.288, -0.002, -0.002])
+    lf = parse_cp2k_output(test_data / "cp2k" / "feo_lf")
+    assert (doc.energy - lf.energy) / 4 == pytest.approx(-1.3079, abs=1e-3)  # HF below LF
+    # the same frame judged against a ferromagnetic intent: the gate sees the flipped Fe
+    from mfal.label.quality import check_frame
+
+    status, reason = check_frame(doc, intended_magmoms=[4.0, 4.0, 0.0, 0.0])
+    assert status == "quarantined" and "spin flipped" in reason
