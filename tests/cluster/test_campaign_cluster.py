@@ -23,7 +23,7 @@ explore:
   strain: {n: 1, max_strain: 0.02}
   max_candidates: 3
 ensemble: {k: 3, bootstrap: true}
-train: {epochs: 1, batch_size: 4, device: cpu}
+train: {epochs: 0, batch_size: 4, device: cpu}   # orchestration test: AtomRef fit only
 labelers:
   lf: {kind: teacher}
   hf: {kind: teacher}
@@ -46,7 +46,8 @@ def test_two_round_teacher_campaign_under_fireworks_rapidfire(fw_env):
     p = mfal("submit", cfg, "--fireworks", "--launchpad", fw_env.launchpad, "--cluster",
              REPO / "configs/cluster/local.yaml", "--dir", run_dir, env=fw_env.env)
     assert p.returncode == 0, p.stderr
-    states = fw_states(fw_env, *(REPO / f"configs/fireworks/my_fworker_{w}.yaml" for w in ("default", "cpu", "gpu")))
+    workers = [REPO / f"configs/fireworks/my_fworker_{w}.yaml" for w in ("default", "cpu", "gpu")]
+    states = fw_states(fw_env, *workers, timeout=1100)
     assert {s["state"] for s in states} == {"COMPLETED"}, states
     names = {s["name"]: s for s in states}
     assert {"label lf r1", "label hf r1", "train ensemble r1"} <= set(names)  # round 1 was created at run time
