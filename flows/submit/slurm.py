@@ -154,8 +154,9 @@ def render_script(
             raise ConfigError(f"environment variable name {key!r} is not valid")
     lines = ["#!/bin/bash"]
     lines += [f"#SBATCH {opt}" for opt in options]
-    lines += ["set -euo pipefail"]
+    lines += ["set -eo pipefail"]
     lines += list(setup)
+    lines += ["set -u"]  # after the setup lines: module/conda scripts often read unset variables
     lines += [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
     lines += [f"cd {shlex.quote(str(workdir))}", "exec " + shlex.join(command), ""]
     return "\n".join(lines)
@@ -574,7 +575,7 @@ def run_status(run_dir: Path) -> dict[str, Any]:
 def dry_run_scripts(flow: Any, run_dir: Path, cluster: ClusterConfig) -> list[tuple[str, str]]:
     """``[(title, script)]`` for the driver and the steps the first tick would submit; writes nothing."""
     run = prepare_run(flow, run_dir, cluster, write=False)
-    out = [("driver (sbatch driver.sh; resubmitted with --dependency=afterany:<steps>)", run.driver_script())]
+    out = [("driver (first tick; later a fallback tick with --dependency=afternotok:<steps>)", run.driver_script())]
     used: set[str] = set()
     for job in _iter_jobs(flow):
         parents = _parents(job)

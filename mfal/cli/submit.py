@@ -85,12 +85,17 @@ def submit(
         tid = sl.submit_tick(run, after=[])
         typer.echo(f"resumed {run_dir}: rerunning {len(names)} job(s) {names}; driver job {tid}")
         return
-    the_flow = _build_flow(config, run_dir, flow, cl.device)
-    if dry_run:
-        for title, script in sl.dry_run_scripts(the_flow, run_dir, cl):
+    if dry_run:  # the flow is built in a scratch directory: a dry run leaves no trace
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="mfal-dry-run-") as tmp:
+            the_flow = _build_flow(config, Path(tmp) / "run", flow, cl.device)
+            scripts = sl.dry_run_scripts(the_flow, run_dir, cl)
+        for title, script in scripts:
             typer.echo(f"# ---- {title}\n{script}")
         typer.echo("# dry run: nothing submitted")
         return
+    the_flow = _build_flow(config, run_dir, flow, cl.device)
     sl.preflight(cl)
     created = not (run_dir / sl.SUBDIR).exists()
     run = sl.prepare_run(the_flow, run_dir, cl)

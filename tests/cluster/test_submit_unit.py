@@ -126,3 +126,13 @@ def test_jobflow_config_is_rendered_private_and_never_printed(tmp_path):
     p = mfal("jobflow-config", REPO / "configs/jobflow/jobflow.yaml", "--out", tmp_path / "x.yaml", env=env)
     assert p.returncode == 1 and "environment variable MFAL_MONGO_URI is not set" in p.stderr
     assert not (tmp_path / "x.yaml").exists()
+
+
+def test_dry_run_of_the_real_campaign_writes_nothing(tmp_path):
+    run_dir = tmp_path / "campaign"
+    p = mfal("submit", REPO / "configs/demo.yaml", "--slurm", "--dry-run", "--cluster",
+             REPO / "configs/cluster/example-hpc.yaml", "--dir", run_dir)
+    assert p.returncode == 0, p.stderr
+    assert "[label]" in p.stdout and "[train]" in p.stdout and "--gres=gpu:1" in p.stdout
+    assert "#SBATCH --account=my_project" in p.stdout and "module load vasp/6.4" in p.stdout
+    assert not run_dir.exists()
