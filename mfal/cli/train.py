@@ -38,16 +38,17 @@ def train_cmd(
             raise ConfigError(f"--device={device!r} not in ['auto', 'cpu', 'cuda']")
         cfg.train.device = device
     fids = list(cfg.train.fidelities)
+    widths = [6, 6, 5, 10] + [15] * len(fids) + [8]
     header = ["member", "stage", "epoch", "loss"] + [f"{f} E/F meV" for f in fids] + ["time s"]
-    console.print(" ".join(f"{h:>14}" for h in header))
+    typer.echo(" ".join(f"{h:>{w}}" for h, w in zip(header, widths, strict=True)))
 
     def on_epoch(member: int, row: dict[str, Any]) -> None:
         cells = [str(member), row["stage"], str(row["epoch"]), f"{row['train_loss']:.4g}"]
         for f in fids:
             m = row["val"].get(f)
             cells.append("-" if m is None else f"{_fmt(m['e_mae_mev_atom'])}/{_fmt(m['f_mae_mev_ang'])}")
-        cells.append(f"{row['time_s']:.1f}" + (" *" if row["improved"] else ""))
-        console.print(" ".join(f"{c:>14}" for c in cells))
+        cells.append(f"{row['time_s']:.1f}" + (" *" if row["improved"] else "  "))
+        typer.echo(" ".join(f"{c:>{w}}" for c, w in zip(cells, widths, strict=True)))
 
     results = run_training(cfg, out_dir=out, resume=resume, progress=progress, callback=on_epoch)
     table = Table(title="best validation metrics (each frame at its own fidelity)")
@@ -65,9 +66,14 @@ def train_cmd(
                 _fmt(m["m_mae_mub"], 3),
             )
     console.print(table)
+    sources = results[0].extra.get("sources", {})
+    note = " (teacher labels are SURROGATE: pretrained CHGNet, not DFT)" if "teacher" in sources else ""
+    n_train, n_val = results[0].extra.get("n_train"), results[0].extra.get("n_val")
+    typer.echo(f"frames: {n_train} train, {n_val} val; label sources {sources}{note}")
     out_dir = Path(out or cfg.out_dir)
     summary = {
         "config": str(config),
+        "sources": sources,
         "members": [
             {
                 "checkpoint": str(r.checkpoint),
@@ -80,5 +86,5 @@ def train_cmd(
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     for r in results:
-        console.print(f"checkpoint {r.checkpoint} sha256 {r.sha256}")
-    console.print(f"metrics: {out_dir / 'summary.json'}")
+        typer.echo(f"checkpoint {r.checkpoint} sha256 {r.sha256}")
+    typer.echo(f"metrics: {out_dir / 'summary.json'}")

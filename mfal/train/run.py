@@ -211,19 +211,26 @@ def run_training(
     out = Path(out_dir or cfg.out_dir)
     train, val = prepare_data(cfg)
     log.info("training on %d frames, validating on %d", len(train), len(val))
+    sources: dict[str, int] = {}
+    for f in train + val:
+        sources[f.source] = sources.get(f.source, 0) + 1
     if cfg.ensemble.k == 1:
         cb = (lambda row: callback(0, row)) if callback is not None else None
-        return [
+        results = [
             train_model(train, val, cfg.train, out_dir=out, resume=resume, progress=progress, callback=cb)
         ]
-    if resume is not None:
+    elif resume is not None:
         raise ConfigError("--resume works for single-model runs (ensemble.k = 1); resume members one by one")
-    return train_ensemble(
-        train,
-        val,
-        cfg.train,
-        cfg.ensemble.k,
-        bootstrap=cfg.ensemble.bootstrap,
-        out_dir=out,
-        callback=callback,
-    )
+    else:
+        results = train_ensemble(
+            train,
+            val,
+            cfg.train,
+            cfg.ensemble.k,
+            bootstrap=cfg.ensemble.bootstrap,
+            out_dir=out,
+            callback=callback,
+        )
+    for r in results:
+        r.extra.update({"n_train": len(train), "n_val": len(val), "sources": sources})
+    return results
