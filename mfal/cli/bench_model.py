@@ -42,7 +42,7 @@ def bench_model(
     for key in (
         "mf_over_chgnet_forward",
         "ensemble4_over_single",
-        "ensemble4_exact_over_single",
+        "ensemble4_sketch_over_single",
         "train_step_mf_over_chgnet",
     ):
         target = TARGETS.get(key, TARGETS["ensemble4_over_single"] if key.startswith("ensemble") else None)
@@ -58,3 +58,4 @@ def bench_model(
     table.add_row("load average start/end", str(result["load_average_start_end"]), "")
     Console().print(table)
     typer.echo(result["ensemble4_method"])
+    typer.echo(f"sketch: {result['ensemble4_sketch_method']}")
