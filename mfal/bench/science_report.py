@@ -22,6 +22,17 @@ def _fmt(mean: float | None, std: float | None = None, digits: int = 1) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+def _size_ticks(ax, sizes) -> None:
+    """Log x axis with the HF sizes as plain tick labels."""
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_xscale("log")
+    ticks = sorted({int(n) for n in sizes})
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([str(n) for n in ticks])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def make_figures(result: dict[str, Any], out_dir: str | Path, prefix: str = "science") -> list[Path]:
     """Learning curves, ablation bars and AL vs random as PNGs in ``out_dir``; returns the paths."""
     import matplotlib
@@ -49,7 +60,7 @@ def make_figures(result: dict[str, Any], out_dir: str | Path, prefix: str = "sci
                     mean = [pts[str(n)][f"{key}_mean"] for n in ns]
                     std = [pts[str(n)][f"{key}_std"] for n in ns]
                     ax.errorbar(ns, mean, yerr=std, marker="o", capsize=3, label=method)
-                ax.set_xscale("log")
+                _size_ticks(ax, [n for pts in curves[start].values() for n in pts])
                 ax.set_xlabel("HF training frames")
                 ax.set_ylabel(UNITS[key])
                 ax.set_title(f"{start} start{tag}", fontsize=9)
@@ -109,7 +120,9 @@ def make_figures(result: dict[str, Any], out_dir: str | Path, prefix: str = "sci
         sf_all = result.get("sf_all", {})
         if sf_all.get("f_mae_mev_ang_mean") is not None:
             ax.axhline(sf_all["f_mae_mev_ang_mean"], color="k", ls="--", label=f"SF, all {sf_all['n_hf']} HF")
-        ax.set_xscale("log")
+        _size_ticks(
+            ax, [*result["al_curve"], *result.get("random_mf_curve", {}), *result.get("random_sf_curve", {})]
+        )
         ax.set_xlabel("HF labels (∝ HF core-hours)")
         ax.set_ylabel(UNITS["f_mae_mev_ang"])
         ax.set_title(f"AL vs random ({result['config']['al']['start']} start){tag}", fontsize=9)
