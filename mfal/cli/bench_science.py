@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -113,7 +112,7 @@ def science_cmd(
         paths += make_figures(result, figures)
     (out / "science.md").write_text(markdown_tables(result) + "\n")
     if as_json:
-        typer.echo(json.dumps(result, indent=1, default=str))
+        typer.echo((out / "science.json").read_text())  # exactly the JSON file
         return
     typer.echo(markdown_tables(result))
     typer.echo(f"\nJSON: {out / 'science.json'}; figures: {', '.join(str(p) for p in paths)}")
