@@ -8,10 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mfal.acquire.select import SelectionPolicy
+from mfal.config_io import read_yaml, validation_message
 from mfal.errors import ConfigError
 from mfal.explore.config import ExploreConfig, StartStructure
 from mfal.fidelity import DEFAULT_FIDELITIES
@@ -118,15 +118,6 @@ class CampaignConfig(_Strict):
         return v
 
 
-def _one_line(err: ValidationError, path: Path) -> str:
-    first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"]) or "<top level>"
-    msg = first["msg"]
-    if first["type"] == "extra_forbidden":
-        msg = "unknown key"
-    shown = "" if first["type"] in ("extra_forbidden", "missing") else f" (got {first.get('input')!r})"
-    more = f" (+{err.error_count() - 1} more)" if err.error_count() > 1 else ""
-    return f"{path}: field {loc}: {msg}{shown}{more}".replace("\n", " ")
 
 
 def parse_config(raw: Any, path: Path) -> CampaignConfig:
@@ -136,7 +127,7 @@ def parse_config(raw: Any, path: Path) -> CampaignConfig:
     try:
         cfg = CampaignConfig.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(_one_line(err, path)) from err
+        raise ConfigError(validation_message(err, path)) from err
     for i, spec in enumerate(cfg.start_structures):
         p = spec.resolved_path(path.parent)
         if p is not None and not p.is_file():
@@ -144,22 +135,6 @@ def parse_config(raw: Any, path: Path) -> CampaignConfig:
     return cfg
 
 
-def read_yaml(path: str | Path) -> Any:
-    """``yaml.safe_load`` of ``path``; unreadable file, bad YAML or a Python tag -> one-line ConfigError."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read config ({err.strerror})") from err
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}:" if mark is not None else ""
-        problem = getattr(err, "problem", None) or str(err)
-        if "python/" in str(err):
-            problem = f"YAML tags such as !!python/... are not allowed ({problem})"
-        raise ConfigError(f"{path}:{where} invalid YAML: {problem}".replace("\n", " ")) from err
 
 
 def load_config(path: str | Path) -> CampaignConfig:

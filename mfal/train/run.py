@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from mfal.config_io import read_yaml, validation_message
 from mfal.errors import ConfigError
 from mfal.store.docs import FrameDoc, structure_fingerprint
 from mfal.train.trainer import TrainConfig, TrainResult, train_ensemble, train_model
@@ -70,38 +70,18 @@ class TrainRunConfig(BaseModel):
     out_dir: str = Field("runs/train", description="output directory (relative to the current directory)")
 
 
-def _one_line(err: ValidationError, path: Path) -> str:
-    first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"]) or "<top level>"
-    msg = first["msg"]
-    if first["type"] == "extra_forbidden":
-        msg = "unknown key"
-    more = f" (+{err.error_count() - 1} more)" if err.error_count() > 1 else ""
-    value = first.get("input")
-    shown = "" if first["type"] in ("extra_forbidden", "missing") else f" (got {value!r})"
-    return f"{path}: field {loc}: {msg}{shown}{more}".replace("\n", " ")
 
 
 def load_run_config(path: str | Path) -> TrainRunConfig:
     """Read and validate a training YAML (``yaml.safe_load``); bad input -> one-line ConfigError."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read config ({err.strerror})") from err
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(err, "problem", None) or str(err)
-        raise ConfigError(f"{path}:{where}: invalid YAML: {problem}".replace("\n", " ")) from err
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with keys data, train, ensemble, out_dir")
     try:
         cfg = TrainRunConfig.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(_one_line(err, path)) from err
+        raise ConfigError(validation_message(err, path)) from err
     base = path.parent
     data = cfg.data
     data.extxyz = [str(_resolve(base, p)) for p in data.extxyz]
