@@ -19,15 +19,19 @@ from mfal.campaign import steps
 
 
 @job
-def explore_job(campaign_dir: str, round: int, progress: bool = False) -> dict[str, Any]:
-    """Generate round candidates."""
-    return steps.explore_round(campaign_dir, round, progress=progress)
+def explore_job(
+    campaign_dir: str, round: int, progress: bool = False, device: str | None = None
+) -> dict[str, Any]:
+    """Generate round candidates (``device``: MD device overriding the config, see ``RoundMaker.device``)."""
+    return steps.explore_round(campaign_dir, round, progress=progress, device=device)
 
 
 @job
-def score_job(campaign_dir: str, round: int, after: Any = None, progress: bool = False) -> dict[str, Any]:
+def score_job(
+    campaign_dir: str, round: int, after: Any = None, progress: bool = False, device: str | None = None
+) -> dict[str, Any]:
     """Ensemble scores per fidelity (``after``: output of the previous step, for ordering only)."""
-    return steps.score_round(campaign_dir, round, progress=progress)
+    return steps.score_round(campaign_dir, round, progress=progress, device=device)
 
 
 @job
@@ -45,25 +49,37 @@ def label_job(
 
 
 @job
-def train_job(campaign_dir: str, round: int, after: Any = None, progress: bool = False) -> dict[str, Any]:
+def train_job(
+    campaign_dir: str, round: int, after: Any = None, progress: bool = False, device: str | None = None
+) -> dict[str, Any]:
     """Failed-ratio guard, then train the ensemble; returns checkpoint references."""
-    return steps.train_round(campaign_dir, round, progress=progress)
+    return steps.train_round(campaign_dir, round, progress=progress, device=device)
 
 
 @job
 def evaluate_job(
-    campaign_dir: str, round: int, train_out: dict[str, Any], progress: bool = False
+    campaign_dir: str,
+    round: int,
+    train_out: dict[str, Any],
+    progress: bool = False,
+    device: str | None = None,
 ) -> dict[str, Any]:
     """Validation gate, calibration, RoundDoc, stop decision."""
-    return steps.evaluate_round(campaign_dir, round, train_out, progress=progress)
+    return steps.evaluate_round(campaign_dir, round, train_out, progress=progress, device=device)
 
 
 @dataclass
 class RoundMaker(Maker):
-    """One campaign round; its job replaces itself by the round's steps and the next round."""
+    """One campaign round; its job replaces itself by the round's steps and the next round.
+
+    ``device`` (auto|cpu|cuda) overrides the config's ``device``/``train.device`` in the explore, score, train and
+    evaluate jobs; None leaves it to ``$MFAL_DEVICE`` (set by SLURM GPU/train jobs) or the config. It is resolved
+    where the job runs, so a GPU job may be built on a login node without one.
+    """
 
     name: str = "campaign round"
     progress: bool = False
+    device: str | None = None
     fidelities: tuple[str, ...] = field(default=("lf", "hf"))
 
     def make(self, campaign_dir: str | Path, round: int = 0) -> Any:
@@ -73,10 +89,10 @@ class RoundMaker(Maker):
 @job
 def round_job(campaign_dir: str, round: int, maker: RoundMaker) -> Response:
     """Expand round ``round`` into its steps; the last one decides whether the next round follows."""
-    p = maker.progress
-    ex = explore_job(campaign_dir, round, progress=p)
+    p, dev = maker.progress, maker.device
+    ex = explore_job(campaign_dir, round, progress=p, device=dev)
     ex.name = f"explore r{round}"
-    sc = score_job(campaign_dir, round, after=ex.output, progress=p)
+    sc = score_job(campaign_dir, round, after=ex.output, progress=p, device=dev)
     sc.name = f"score r{round}"
     se = select_job(campaign_dir, round, after=sc.output, progress=p)
     se.name = f"select r{round}"
@@ -85,9 +101,9 @@ def round_job(campaign_dir: str, round: int, maker: RoundMaker) -> Response:
         lj = label_job(campaign_dir, round, fid, after=se.output, progress=p)
         lj.name = f"label {fid} r{round}"
         labels.append(lj)
-    tr = train_job(campaign_dir, round, after=[lj.output for lj in labels], progress=p)
+    tr = train_job(campaign_dir, round, after=[lj.output for lj in labels], progress=p, device=dev)
     tr.name = f"train ensemble r{round}"
-    ev = evaluate_job(campaign_dir, round, tr.output, progress=p)
+    ev = evaluate_job(campaign_dir, round, tr.output, progress=p, device=dev)
     ev.name = f"evaluate r{round}"
     nxt = next_round_job(campaign_dir, round, ev.output, maker)
     nxt.name = f"decide r{round}"
@@ -127,15 +143,21 @@ def campaign_flow(
 ) -> Flow:
     """Validate ``config``, set up (or resume) the campaign in ``run_dir`` and return its flow.
 
-    Used by ``mfal run`` (``run_locally``) and by ``mfal submit`` (FireWorks / SLURM). ``device`` is accepted for
-    the submit interface; the campaign config's ``device``/``train.device`` decide the device.
+    Used by ``mfal submit`` (FireWorks / SLURM). ``device`` (auto|cpu|cuda) overrides the config's
+    ``device``/``train.device`` for exploration MD, scoring, training and evaluation (see ``RoundMaker.device``);
+    None leaves it to ``$MFAL_DEVICE`` or the config. An unknown name is a ConfigError before anything is written.
     """
+    steps.device_override(device)  # validate the name only; CUDA is checked where the job runs
     steps.prepare(config, run_dir)
-    return CampaignMaker(round_maker=RoundMaker(progress=progress)).make(run_dir)
+    return CampaignMaker(round_maker=RoundMaker(progress=progress, device=device)).make(run_dir)
 
 
-def run_campaign(config: str | Path, run_dir: str | Path, *, progress: bool = False) -> dict[str, Any]:
-    """Run (or resume) the campaign locally with jobflow; returns the final state as a dict."""
+def run_campaign(
+    config: str | Path, run_dir: str | Path, *, progress: bool = False, device: str | None = None
+) -> dict[str, Any]:
+    """Run (or resume) the campaign locally with jobflow; returns the final state as a dict.
+
+    ``device`` as in :func:`campaign_flow`."""
     import os
     import tempfile
 
@@ -144,11 +166,12 @@ def run_campaign(config: str | Path, run_dir: str | Path, *, progress: bool = Fa
     from mfal.campaign.state import CampaignDir
 
     cd = CampaignDir(run_dir)
+    steps.device_override(device)
     steps.prepare(config, run_dir)
     state = cd.load_state()
     if state.state in ("done", "stopped"):
         return state.model_dump(mode="json")
-    flow = CampaignMaker(round_maker=RoundMaker(progress=progress)).make(cd.root)
+    flow = CampaignMaker(round_maker=RoundMaker(progress=progress, device=device)).make(cd.root)
     cwd = os.getcwd()
     with tempfile.TemporaryDirectory(prefix="jobflow-", dir=cd.root) as tmp:
         try:

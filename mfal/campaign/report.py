@@ -198,15 +198,15 @@ def make_report(root: str | Path, *, parity: bool = True) -> Path:
 
     # 3. parity per fidelity (promoted ensemble, validation frames)
     if parity and state.checkpoints:
-        from mfal.uncertainty.ensemble import ensemble_predict, load_members
+        from mfal.campaign.steps import load_ensemble, predict_scores
 
         _, val = split_train_val([f for f in frames if f.status == "ok"], cfg.validation_fraction, cfg.seed)
-        members = load_members(state.checkpoints)
+        ensemble = load_ensemble(state.checkpoints)
         fig, axes = plt.subplots(1, 2, figsize=(8, 3.8))
         for ax, fid in zip(axes, ("lf", "hf"), strict=True):
             fv = [f for f in val if f.fidelity == fid and f.forces is not None]
             if fv:
-                pred = ensemble_predict(members, [f.get_structure() for f in fv], (fid,))[fid]
+                pred = predict_scores(ensemble, [f.get_structure() for f in fv], (fid,))[fid]
                 t = np.concatenate([np.asarray(f.forces).ravel() for f in fv])
                 p = np.concatenate([np.asarray(x).ravel() for x in pred["forces"]])
                 lim = float(max(np.abs(t).max(), np.abs(p).max(), 1e-3)) * 1.05

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,12 +23,13 @@ from pymatgen.core import Structure
 from mfal.campaign.config import FIDELITIES, CampaignConfig, load_config
 from mfal.campaign.faults import fault_point
 from mfal.campaign.state import CampaignDir, CampaignState, atomic_write_json, read_json
-from mfal.errors import MfalError
+from mfal.errors import ConfigError, MfalError
 from mfal.store.docs import FidelityStats, FrameDoc, RoundDoc, structure_fingerprint
 
 log = logging.getLogger(__name__)
 
 REF_ATOMS = 28  # configured label costs refer to a 28-atom cell
+DEVICE_ENV = "MFAL_DEVICE"  # exported by SLURM GPU/train jobs (flows.submit.slurm)
 
 
 class CampaignStopped(MfalError):
@@ -51,12 +53,66 @@ def _bar(progress: bool, total: int, desc: str) -> Iterator[Any]:
         yield _Null()
 
 
-class Campaign:
-    """A campaign directory with its config, state and store."""
+def device_override(device: str | None = None) -> str | None:
+    """The device overriding the campaign config: ``device`` if given, else ``$MFAL_DEVICE`` if set, else None."""
+    dev = device or os.environ.get(DEVICE_ENV) or None
+    if dev is not None and dev not in ("auto", "cpu", "cuda") and not dev.startswith("cuda:"):
+        src = "device" if device else f"${DEVICE_ENV}"
+        raise ConfigError(f"{src}={dev!r} not in ['auto', 'cpu', 'cuda']")
+    return dev
 
-    def __init__(self, root: str | Path):
+
+def load_ensemble(checkpoints: list[dict[str, str]], device: str = "cpu") -> Any:
+    """An ``MFEnsemble`` from checkpoint references ``[{"path", "sha256"}]`` (sha256 checked)."""
+    from mfal.model import MFEnsemble
+
+    return MFEnsemble.from_checkpoints(
+        [ck["path"] for ck in checkpoints], [ck.get("sha256") for ck in checkpoints], device=device
+    )
+
+
+def predict_scores(
+    ensemble: Any,
+    structures: list[Structure],
+    fidelities: tuple[str, ...] = FIDELITIES,
+    *,
+    progress: Any = None,
+) -> dict[str, dict[str, Any]]:
+    """Per fidelity: ``{"scores": {name: [n]}, "energy": [n] eV per cell, "forces": per structure [n_i, 3] eV/Å}``
+    (ensemble means; graphs built once for all fidelities). ``progress(1)`` is called per fidelity."""
+    from mfal.uncertainty import scores_from_prediction
+
+    nsites = [len(s) for s in structures]
+    lead = ensemble.members[0]
+    graphs = lead.graphs(structures) if structures else []
+    out: dict[str, dict[str, Any]] = {}
+    for fid in fidelities:
+        pred = ensemble.predict_with_uncertainty(structures, fid, graphs=graphs)
+        energy = np.asarray(pred["energy"], dtype=float)
+        out[fid] = {
+            "scores": scores_from_prediction(pred, nsites, energy_per_atom=lead.is_intensive),
+            "energy": energy * np.asarray(nsites, dtype=float) if lead.is_intensive else energy,
+            "forces": pred["forces"],
+        }
+        if progress is not None:
+            progress(1)
+    return out
+
+
+class Campaign:
+    """A campaign directory with its config, state and store.
+
+    ``device`` (or ``$MFAL_DEVICE``) overrides the config's ``device`` and ``train.device`` (auto|cpu|cuda).
+    """
+
+    def __init__(self, root: str | Path, device: str | None = None):
         self.dir = CampaignDir(root)
         self.config: CampaignConfig = load_config(self.dir.config_path)
+        dev = device_override(device)
+        if dev is not None:
+            self.config = self.config.model_copy(
+                update={"device": dev, "train": self.config.train.model_copy(update={"device": dev})}
+            )
         self.state: CampaignState = self.dir.load_state()
         if self.config.train.threads:  # all torch work of the campaign (labels, scoring, MD, training)
             import torch
@@ -146,11 +202,13 @@ def prepare(config_path: str | Path, root: str | Path) -> CampaignConfig:
 
 
 # ----------------------------------------------------------------------------------------------- explore
-def explore_round(root: str | Path, r: int, *, progress: bool = False) -> dict[str, Any]:
-    """Generate round ``r``'s candidates (``candidates.json``) unless they exist."""
+def explore_round(
+    root: str | Path, r: int, *, progress: bool = False, device: str | None = None
+) -> dict[str, Any]:
+    """Generate round ``r``'s candidates (``candidates.json``) unless they exist (MD on ``device``)."""
     from mfal.explore import explore, load_start_structures
 
-    c = Campaign(root)
+    c = Campaign(root, device)
     path = c.dir.round_dir(r) / "candidates.json"
     if path.is_file():
         return {"round": r, "n_candidates": len(read_json(path)), "skipped": True}
@@ -163,9 +221,12 @@ def explore_round(root: str | Path, r: int, *, progress: bool = False) -> dict[s
         bases = load_start_structures(cfg.start_structures, c.dir.root, seed=cfg.seed)
         calc = None
         if cfg.explore.md.temperatures and c.state.checkpoints:
-            from mfal.explore.calculator import EnsembleMemberCalculator
+            from mfal.model import MFCHGNetCalculator
 
-            calc = EnsembleMemberCalculator(c.state.checkpoints[0], fidelity=cfg.explore.md.fidelity)
+            ck = c.state.checkpoints[0]
+            calc = MFCHGNetCalculator(
+                ck["path"], fidelity=cfg.explore.md.fidelity, device=cfg.device, sha256=ck["sha256"]
+            )
         with _bar(progress, len(bases), f"round {r}: explore") as bar:
             cands = explore(
                 bases, cfg.explore, seed=cfg.seed * 1000 + r, calculator=calc, progress=bar.update
@@ -179,12 +240,13 @@ def explore_round(root: str | Path, r: int, *, progress: bool = False) -> dict[s
 
 
 # ----------------------------------------------------------------------------------------------- score
-def score_round(root: str | Path, r: int, *, progress: bool = False) -> dict[str, Any]:
+def score_round(
+    root: str | Path, r: int, *, progress: bool = False, device: str | None = None
+) -> dict[str, Any]:
     """Ensemble scores and mean predictions per fidelity (``scores.json``); none before the first model."""
     from mfal.device import resolve_device
-    from mfal.uncertainty.ensemble import ensemble_predict, load_members
 
-    c = Campaign(root)
+    c = Campaign(root, device)
     path = c.dir.round_dir(r) / "scores.json"
     if path.is_file():
         return {"round": r, "skipped": True}
@@ -193,9 +255,9 @@ def score_round(root: str | Path, r: int, *, progress: bool = False) -> dict[str
             atomic_write_json(path, {"model": None})
             return {"round": r, "model": None}
         cands = c.candidates(r)
-        members = load_members(c.state.checkpoints, device=resolve_device(c.config.device))
-        with _bar(progress, len(members) * 2, f"round {r}: score") as bar:
-            pred = ensemble_predict(members, cands, FIDELITIES, progress=bar.update)
+        ensemble = load_ensemble(c.state.checkpoints, device=resolve_device(c.config.device))
+        with _bar(progress, len(FIDELITIES), f"round {r}: score") as bar:
+            pred = predict_scores(ensemble, cands, FIDELITIES, progress=bar.update)
         data = {
             "model": [ck["sha256"] for ck in c.state.checkpoints],
             "ids": [s.properties["candidate_id"] for s in cands],
@@ -397,17 +459,22 @@ def split_train_val(
     return train, val
 
 
-def train_round(root: str | Path, r: int, *, progress: bool = False) -> dict[str, Any]:
+def train_round(
+    root: str | Path, r: int, *, progress: bool = False, device: str | None = None
+) -> dict[str, Any]:
     """Check the failed-label ratio, then train the ensemble (member i warm-starts from last round's member i).
 
     Finished members are skipped on a rerun; an interrupted member resumes from its ``train_state.pt``.
+    ``device`` (else ``$MFAL_DEVICE``, else ``train.device``) is checked before any work.
     """
+    from mfal.device import resolve_device
     from mfal.model import MFCHGNet
     from mfal.train.data import FrameDataset
     from mfal.train.trainer import build_model, train_on_datasets
 
-    c = Campaign(root)
+    c = Campaign(root, device)
     cfg = c.config
+    resolve_device(cfg.train.device)  # cuda without a GPU -> ConfigError now, not after loading the data
     mdir = c.dir.model_dir(r)
     with c.store() as store:
         ratio = failed_ratio(_round_frames(c, store, r))
@@ -534,16 +601,20 @@ def _round_doc(c: Campaign, r: int, *, state: str, **extra: Any) -> RoundDoc:
 
 
 def evaluate_round(
-    root: str | Path, r: int, train_out: dict[str, Any], *, progress: bool = False
+    root: str | Path,
+    r: int,
+    train_out: dict[str, Any],
+    *,
+    progress: bool = False,
+    device: str | None = None,
 ) -> dict[str, Any]:
     """Validation gate, calibration, RoundDoc, state update and the stop decision for round ``r``.
 
     Returns ``{"round", "stop": bool, "reason", "promoted", "hf_force_mae"}``.
     """
     from mfal.device import resolve_device
-    from mfal.uncertainty.ensemble import load_members
 
-    c = Campaign(root)
+    c = Campaign(root, device)
     cfg = c.config
     if c.state.round > r:  # already evaluated (rerun after a kill between evaluate and the next round)
         done = c.state.state in ("done", "stopped")
@@ -565,11 +636,11 @@ def evaluate_round(
         return {"round": r, "stop": True, "reason": reason, "promoted": False}
     _, val = split_train_val(all_frames, cfg.validation_fraction, cfg.seed)
     dev = resolve_device(cfg.device)
-    new_members = load_members(train_out["checkpoints"], device=dev)
+    new_members = load_ensemble(train_out["checkpoints"], device=dev).members
     new_mae = _hf_force_mae(new_members, val)
     old_mae = None
     if c.state.checkpoints:
-        old_mae = _hf_force_mae(load_members(c.state.checkpoints, device=dev), val)
+        old_mae = _hf_force_mae(load_ensemble(c.state.checkpoints, device=dev).members, val)
     promoted = old_mae is None or new_mae is None or new_mae <= old_mae + cfg.promotion_margin
     calib = _calibration(c, r, frames)
     checkpoints = train_out["checkpoints"] if promoted else c.state.checkpoints

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from chgnet.graph import CrystalGraph
 from pymatgen.core import Structure
 
 from mfal.errors import ConfigError, DataError
@@ -78,6 +79,7 @@ class MFEnsemble:
         names: Sequence[str] | None = None,
         force_probes: int | None = None,
         seed: int = 0,
+        graphs: Sequence[CrystalGraph] | None = None,
     ) -> dict[str, np.ndarray | list]:
         """Ensemble mean and spread (population std over the K members) at ``fidelity``.
 
@@ -87,6 +89,8 @@ class MFEnsemble:
 
         ``force_probes`` (shared-trunk ensembles only): number P < K-1 of random orthonormal contrast probes for an
         unbiased sketch of the force variance (cost: 1 + P backward passes instead of K). None = exact.
+        ``graphs``: crystal graphs of ``structures`` from ``members[0].graphs`` (skips conversion, e.g. to predict
+        several fidelities of the same structures).
         """
         if isinstance(structures, Structure):
             structures = [structures]
@@ -102,7 +106,11 @@ class MFEnsemble:
                 )
             if not 1 <= force_probes <= k - 1:
                 raise ConfigError(f"force_probes={force_probes} not in 1..{k - 1} (K-1 = exact)")
-        graphs = lead.graphs(structures, names=names)  # built once, shared by every member
+        if graphs is None:
+            graphs = lead.graphs(structures, names=names)  # built once, shared by every member
+        elif len(graphs) != len(structures):
+            raise DataError(f"got {len(graphs)} graphs for {len(structures)} structures")
+        graphs = list(graphs)
         magnetic = fidelity in lead.magnetic_fidelities
         probes = self._probes(force_probes, seed) if self.shared_trunk else None
         energies: list[np.ndarray] = []  # per batch [K, b] eV/atom
@@ -126,7 +134,7 @@ class MFEnsemble:
         finally:
             for member, mode in zip(self.members, modes, strict=True):
                 member.train(mode)
-        e_all = np.concatenate(energies, axis=1)  # [K, n]
+        e_all = np.concatenate(energies, axis=1) if energies else np.zeros((k, 0))  # [K, n]
         forces_std = [np.sqrt(v.sum(axis=-1)) for v in f_var]  # [n_i] eV/Å
         out: dict[str, np.ndarray | list] = {
             "energy": e_all.mean(axis=0),

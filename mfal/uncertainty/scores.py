@@ -55,11 +55,14 @@ def ensemble_scores(
     return {"force_std_max": f_max, "force_std_mean": f_mean, "energy_std": e_std, "magmom_std_max": m_max}
 
 
-def scores_from_prediction(pred: Mapping[str, Any], nsites: Sequence[int]) -> dict[str, np.ndarray]:
+def scores_from_prediction(
+    pred: Mapping[str, Any], nsites: Sequence[int], *, energy_per_atom: bool = True
+) -> dict[str, np.ndarray]:
     """Scores from an ``MFEnsemble.predict_with_uncertainty`` result (one fidelity).
 
-    Accepts per-structure lists or arrays for ``force_std_max``, ``force_std_mean``, ``energy_std``
-    (eV per cell, divided by ``nsites`` here) and optional ``magmoms_std``.
+    Accepts per-structure lists or arrays for ``force_std_max``, ``force_std_mean`` (eV/Å), ``energy_std``
+    (eV/atom as MFEnsemble gives it for intensive models; eV per cell when ``energy_per_atom=False``, divided by
+    ``nsites`` here) and optional ``magmoms_std`` (μB; ``magmom_std_max`` is 0 without it).
     """
     n = len(nsites)
     out: dict[str, np.ndarray] = {}
@@ -68,7 +71,7 @@ def scores_from_prediction(pred: Mapping[str, Any], nsites: Sequence[int]) -> di
             raise ValueError(f"ensemble prediction lacks {key!r}; has {sorted(pred)}")
         out[key] = np.asarray(pred[key], dtype=float).reshape(n)
     e_std = np.asarray(pred.get("energy_std", np.zeros(n)), dtype=float).reshape(n)
-    out["energy_std"] = e_std / np.maximum(np.asarray(nsites, dtype=float), 1.0)
+    out["energy_std"] = e_std if energy_per_atom else e_std / np.maximum(np.asarray(nsites, dtype=float), 1.0)
     mstd = pred.get("magmoms_std")
     m_max = np.zeros(n)
     if mstd is not None:

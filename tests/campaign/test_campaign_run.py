@@ -116,10 +116,10 @@ def test_campaign_end_to_end_and_resume(tmp_path, make_config, save_config):
     # report: PNGs + markdown that embeds them and flags surrogate labels
     from mfal.campaign.report import make_report
 
-    md = make_report(ref, parity=False)
+    md = make_report(ref, parity=True)  # parity: the promoted MFEnsemble predicts the validation frames
     text = md.read_text()
     assert "SURROGATE" in text and "| 1 | 5 |" in text
-    for png in ("hf_mae_vs_labels.png", "uncertainty_vs_error.png", "selection.png"):
+    for png in ("hf_mae_vs_labels.png", "uncertainty_vs_error.png", "selection.png", "parity.png"):
         assert f"]({png})" in text and (md.parent / png).stat().st_size > 5000
 
     # rerunning a finished campaign labels nothing

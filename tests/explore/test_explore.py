@@ -63,12 +63,12 @@ def test_explore_is_seeded_and_tagged(tmp_path):
 
 @pytest.mark.slow
 def test_md_snapshots_with_the_mf_model(tmp_path, lifepo4):
-    """MD driven by a real MF-CHGNet checkpoint (pretrained warm start) through the campaign's ASE calculator."""
-    from mfal.explore.calculator import EnsembleMemberCalculator
-    from mfal.model import MFCHGNet
+    """MD driven by a real MF-CHGNet checkpoint (pretrained warm start) through MFCHGNetCalculator, as in
+    the campaign."""
+    from mfal.model import MFCHGNet, MFCHGNetCalculator
 
     sha = MFCHGNet.from_pretrained().save(tmp_path / "m.pt")
-    calc = EnsembleMemberCalculator({"path": str(tmp_path / "m.pt"), "sha256": sha}, fidelity="hf")
+    calc = MFCHGNetCalculator(tmp_path / "m.pt", fidelity="hf", device="cpu", sha256=sha)
     cfg = _cfg(
         rattle={"n": 0},
         strain={"n": 0},
@@ -83,4 +83,4 @@ def test_md_snapshots_with_the_mf_model(tmp_path, lifepo4):
     moved = abs(frames[1].cart_coords - lifepo4.cart_coords).max()
     assert 1e-4 < moved < 0.5  # atoms move, but 2 fs at 600 K is no explosion
     with pytest.raises(Exception, match="sha256"):
-        EnsembleMemberCalculator({"path": str(tmp_path / "m.pt"), "sha256": "0" * 64})
+        MFCHGNetCalculator(tmp_path / "m.pt", fidelity="hf", device="cpu", sha256="0" * 64)

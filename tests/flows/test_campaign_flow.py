@@ -88,3 +88,36 @@ def test_flow_to_fireworks_and_queue_routing(campaign_dir):
     assert queues["label lf r0"] == queues["label hf r0"] == "label"
     assert queues["train ensemble r0"] == "train"
     assert queues["explore r0"] == "default"
+
+
+def test_device_reaches_the_training_config(campaign_dir, monkeypatch):
+    """``campaign_flow(device=...)`` travels in the round jobs and overrides ``train.device``; ``$MFAL_DEVICE``
+    (SLURM GPU jobs) does when no device is given. torch.cuda.is_available is patched to False so the
+    cuda-without-GPU error is checked the same on any machine."""
+    import torch
+
+    from mfal.campaign import steps
+    from mfal.errors import ConfigError
+
+    monkeypatch.delenv("MFAL_DEVICE", raising=False)
+    run = campaign_dir / "run"
+    with pytest.raises(ConfigError, match="'tpu' not in"):
+        campaign_flow(campaign_dir / "c.yaml", run, device="tpu")
+    assert not run.exists()  # nothing written for a bad device
+    flow = campaign_flow(campaign_dir / "c.yaml", run, device="auto")
+    maker = flow.jobs[0].function_kwargs["maker"]
+    assert maker.device == "auto"
+    resp = round_job.original(str(run), 0, maker)
+    by_name = {j.name: j for j in resp.replace.jobs}
+    for name in ("explore r0", "score r0", "train ensemble r0", "evaluate r0"):
+        assert by_name[name].function_kwargs["device"] == "auto", name
+
+    assert steps.Campaign(run).config.train.device == "cpu"  # demo.yaml, no override
+    c = steps.Campaign(run, device="auto")
+    assert (c.config.device, c.config.train.device) == ("auto", "auto")
+    monkeypatch.setenv("MFAL_DEVICE", "cuda")
+    assert steps.Campaign(run).config.train.device == "cuda"
+    assert steps.Campaign(run, device="auto").config.train.device == "auto"  # explicit beats the env
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match=r"device='cuda' requested but no CUDA device"):
+        steps.train_round(run, 0)

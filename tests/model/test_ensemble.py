@@ -76,3 +76,34 @@ def test_independent_members_from_checkpoints(_mf_pretrained, perturb_fidelity_p
     assert out["energy_std"][0] > 0 and out["force_std_max"][0] > 0 and "magmoms" not in out
     with pytest.raises(ConfigError, match="shared-trunk"):
         ensemble.predict_with_uncertainty(feo_cell, "lf", force_probes=1)
+
+
+def test_given_graphs_serve_several_fidelities_and_match_per_member_scores(
+    _mf_pretrained, structures, monkeypatch
+):
+    """``graphs=`` skips conversion; the scores the campaign derives equal those of the per-member predictions."""
+    from mfal.errors import DataError
+    from mfal.uncertainty import ensemble_scores, scores_from_prediction
+
+    ensemble = readout_ensemble(_mf_pretrained, 3, seed=2, noise=0.05)
+    lead = ensemble.members[0]
+    graphs = lead.graphs(structures)
+    calls = _count_conversions(ensemble, monkeypatch)
+    nsites = [len(s) for s in structures]
+    for fid in ("lf", "hf"):
+        pred = ensemble.predict_with_uncertainty(structures, fid, graphs=graphs)
+        per = [m.predict(structures, fid, graphs=graphs) for m in ensemble.members]
+        energies = np.array([[p["e"] * n for p, n in zip(ps, nsites, strict=True)] for ps in per])  # eV
+        forces = [np.stack([np.asarray(ps[i]["f"]) for ps in per]) for i in range(len(structures))]
+        moms = [np.stack([np.asarray(ps[i]["m"]) for ps in per]) for i in range(len(structures))]
+        ref = ensemble_scores(energies, forces, nsites, moms if fid == "hf" else None)
+        got = scores_from_prediction(pred, nsites, energy_per_atom=lead.is_intensive)
+        assert set(got) == set(ref)
+        assert got["force_std_max"].min() > 0 and got["energy_std"].min() > 0
+        for key in ref:
+            np.testing.assert_allclose(got[key], ref[key], rtol=1e-3, atol=1e-6, err_msg=f"{fid} {key}")
+    assert calls[0] == 0  # every prediction above reused the given graphs
+    with pytest.raises(DataError, match="1 graphs for 2 structures"):
+        ensemble.predict_with_uncertainty(structures, "hf", graphs=graphs[:1])
+    empty = ensemble.predict_with_uncertainty([], "hf")
+    assert empty["energy"].shape == (0,) and empty["force_std_max"].shape == (0,)
