@@ -16,6 +16,9 @@ def run(
     config: Path = typer.Argument(..., help="campaign config YAML (see configs/demo.yaml)"),
     dir: Path = typer.Option(Path("campaign"), "--dir", help="campaign directory (store, state, rounds)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+    device: str | None = typer.Option(
+        None, "--device", help="auto|cpu|cuda for training/scoring/MD (default: the config's; env MFAL_DEVICE)"
+    ),
 ) -> None:
     """Run the campaign locally on the embedded store; rerun the same command to resume after a crash."""
     import time
@@ -23,11 +26,12 @@ def run(
 
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
+    warnings.filterwarnings("ignore", message="Only FixAtoms and FixCartesian")  # pymatgen, harmless for MD frames
 
     from flows.campaign import run_campaign
 
     t0 = time.perf_counter()
-    state = run_campaign(config, dir, progress=not quiet)
+    state = run_campaign(config, dir, progress=not quiet, device=device)
     took = time.perf_counter() - t0
     reason = state.get("stop_reason") or ""
     if state["state"] == "stopped":
