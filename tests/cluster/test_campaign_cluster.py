@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from clusterutil import REPO, SECRET, fw_states, mfal
+from clusterutil import REPO, SECRET, fw_states, mfal, wait_run
 
 TINY = """
 name: tinyfw
@@ -58,3 +58,28 @@ def test_two_round_teacher_campaign_under_fireworks_rapidfire(fw_env):
     assert [r["round"] for r in status["rounds"]] == [0, 1]
     assert sum(r["n_lf_labeled"] + r["n_hf_labeled"] for r in status["rounds"]) > 0  # frames in the store
     assert SECRET not in p.stdout + fw_env.store_file.read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_two_round_teacher_campaign_through_mfal_submit_slurm(slurm_cluster, tmp_path):
+    """The same tiny campaign straight to the real local SLURM cluster (no database): every step is its own
+    sbatch job, training on the fake-GPU queue; frames land in the campaign's embedded store."""
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(TINY.replace("name: tinyfw", "name: tinyslurm"))
+    run_dir = tmp_path / "campaign"
+    p = mfal("submit", cfg, "--slurm", "--cluster", REPO / "configs/cluster/local.yaml", "--device", "cpu",
+             "--dir", run_dir)
+    assert p.returncode == 0, p.stderr
+    st = wait_run(run_dir, timeout=1500)
+    assert st["status"] == "completed", st
+    queues = {r["name"]: r["queue"] for r in st["jobs"]}
+    assert queues["label hf r1"] == "label" and queues["train ensemble r1"] == "train"  # round 1 made at run time
+    p = mfal("status", "--dir", run_dir, "--json")
+    assert p.returncode == 0, p.stderr
+    status = json.loads(p.stdout)
+    assert [r["round"] for r in status["rounds"]] == [0, 1]
+    n_labeled = sum(r["n_lf_labeled"] + r["n_hf_labeled"] for r in status["rounds"])
+    p = mfal("query", "--dir", run_dir, "--status", "ok", "--format", "json")
+    assert p.returncode == 0, p.stderr
+    assert n_labeled > 0 and len(json.loads(p.stdout)) == n_labeled  # every label is in the store, once
