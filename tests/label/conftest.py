@@ -17,3 +17,20 @@ def mock_vasp(monkeypatch, test_data):
     from atomate2.utils.testing.vasp import monkeypatch_vasp
 
     yield from monkeypatch_vasp(monkeypatch, test_data / "vasp")
+
+
+@pytest.fixture(scope="session")
+def cp2k_ready():
+    """CP2K + pymatgen data dir, set up with scripts/setup-cp2k.sh if missing (idempotent, ~20 s)."""
+    import os
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from mfal.label.cp2k import Cp2kSettings, check_cp2k_ready, default_data_dir
+
+    if shutil.which("cp2k.psmp") is None or not (default_data_dir() / "Fe").is_file():
+        env = {**os.environ, "SKIP_SMOKE": "1"}
+        repo = Path(__file__).resolve().parents[2]
+        subprocess.run(["bash", str(repo / "scripts" / "setup-cp2k.sh")], check=True, env=env)
+    return check_cp2k_ready(Cp2kSettings())

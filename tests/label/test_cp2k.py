@@ -8,29 +8,19 @@ side by side with one thread each.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from mfal.label.cp2k import Cp2kLabeler, Cp2kSettings, check_cp2k_ready, default_data_dir
+from mfal.label.cp2k import Cp2kLabeler
 
 # CP2K's own WALLTIME (1 h) bounds each run; the 20-min default pytest timeout is too short on a busy machine
 pytestmark = [pytest.mark.cp2k, pytest.mark.timeout(3600)]
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def cp2k_ready() -> Path:
-    """CP2K + pymatgen data dir, set up with scripts/setup-cp2k.sh if missing (idempotent, ~20 s)."""
-    if shutil.which("cp2k.psmp") is None or not (default_data_dir() / "Fe").is_file():
-        env = {**os.environ, "SKIP_SMOKE": "1"}
-        subprocess.run(["bash", str(REPO / "scripts" / "setup-cp2k.sh")], check=True, env=env)
-    return check_cp2k_ready(Cp2kSettings())
 
 
 def feo_afm(a0: float = 4.33) -> Structure:

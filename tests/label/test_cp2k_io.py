@@ -8,10 +8,8 @@ real ``cp2k.out`` in, like atomate2's mock-VASP harness; input writing, parsing,
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +21,6 @@ from mfal.label.cp2k import (
     Cp2kLabeler,
     Cp2kSettings,
     check_cp2k_ready,
-    default_data_dir,
     initial_magmoms,
     multiplicity,
     write_cp2k_input,
@@ -33,13 +30,6 @@ from mfal.label.cp2k_io import HA_TO_EV, parse_cp2k_output
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="session")
-def cp2k_ready() -> Path:
-    """CP2K + pymatgen data dir, set up with scripts/setup-cp2k.sh if missing (idempotent, ~20 s)."""
-    if shutil.which("cp2k.psmp") is None or not (default_data_dir() / "Fe").is_file():
-        env = {**os.environ, "SKIP_SMOKE": "1"}
-        subprocess.run(["bash", str(REPO / "scripts" / "setup-cp2k.sh")], check=True, env=env)
-    return check_cp2k_ready(Cp2kSettings())
 
 
 def feo_afm(a0: float = 4.33) -> Structure:
