@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
+from pydantic import BaseModel
 from pymatgen.core import Structure
 
+from mfal.errors import ConfigError
 from mfal.store.docs import FrameDoc
+
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
 
 @runtime_checkable
@@ -33,3 +37,13 @@ class Labeler(Protocol):
     ) -> list[FrameDoc]:
         """Return one FrameDoc per structure, in order (status ok, failed or quarantined)."""
         ...
+
+
+def labeler_config(name: str, cls: type[ConfigT], config: ConfigT | None, options: dict[str, Any]) -> ConfigT:
+    """``config`` or ``cls(**options)`` (not both); invalid options -> ConfigError naming the labeler."""
+    if config is not None and options:
+        raise ConfigError(f"{name} labeler: pass either config or keyword options, not both")
+    try:
+        return config or cls(**options)
+    except ValueError as err:
+        raise ConfigError(f"{name} labeler options: {err}") from err

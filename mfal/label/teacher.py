@@ -26,6 +26,7 @@ from pymatgen.core import Structure
 
 from mfal.errors import ConfigError, LabelError
 from mfal.fidelity import check_fidelity
+from mfal.label.base import labeler_config
 from mfal.label.quality import QualityConfig, check_forces
 from mfal.store.docs import FrameDoc, structure_fingerprint
 
@@ -97,12 +98,7 @@ class TeacherLabeler:
     name = "teacher"
 
     def __init__(self, config: TeacherConfig | None = None, **options: Any) -> None:
-        if config is not None and options:
-            raise ConfigError("teacher labeler: pass either config or keyword options, not both")
-        try:
-            self.config = config or TeacherConfig(**options)
-        except ValueError as err:
-            raise ConfigError(f"teacher labeler options: {err}") from err
+        self.config = labeler_config("teacher", TeacherConfig, config, options)
 
     def cost(self, n_atoms: int, fidelity: str) -> float:
         """Configured cost of one label of a cell with ``n_atoms`` atoms (core-seconds)."""

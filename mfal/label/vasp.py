@@ -24,6 +24,7 @@ from pymatgen.core import Structure
 
 from mfal.errors import ConfigError, LabelError
 from mfal.fidelity import check_fidelity
+from mfal.label.base import labeler_config
 from mfal.label.quality import QualityConfig
 from mfal.store.docs import FrameDoc
 
@@ -159,12 +160,7 @@ class VaspLabeler:
     name = "vasp"
 
     def __init__(self, config: VaspConfig | None = None, **options: Any) -> None:
-        if config is not None and options:
-            raise ConfigError("vasp labeler: pass either config or keyword options, not both")
-        try:
-            self.config = config or VaspConfig(**options)
-        except ValueError as err:
-            raise ConfigError(f"vasp labeler options: {err}") from err
+        self.config = labeler_config("vasp", VaspConfig, config, options)
 
     def maker(self, fidelity: str, *, retry: bool = False) -> Any:
         """The atomate2 maker used for ``fidelity`` (``retry``: with ``retry_incar_settings`` on top)."""
