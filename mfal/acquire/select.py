@@ -95,6 +95,16 @@ def _take_within_budget(
     return picks, spent
 
 
+def _initial_order(
+    n: int, skip: set[int], max_per_round: int, initial: int | None, descriptors: np.ndarray
+) -> tuple[list[int], int]:
+    """Round 0 (no model): all candidates not in ``skip`` in farthest-point order, and the pick cap."""
+    pool = [i for i in range(n) if i not in skip]
+    cap = min(max_per_round, max_per_round if initial is None else initial)
+    order = [pool[j] for j in farthest_point_order(descriptors[pool])] if pool else []
+    return order, cap
+
+
 def select(
     nsites: Sequence[int],
     scores: Mapping[str, Mapping[str, np.ndarray]] | None,
@@ -130,9 +140,9 @@ def select(
     # ---- HF: most uncertain + diverse, within the HF budget
     hf_win = policy.hf
     if scores is None:
-        pool = [i for i in range(n) if i not in exclude.get("hf", set())]
-        cap = min(hf_win.max_per_round, (initial or {}).get("hf", hf_win.max_per_round))
-        order = [pool[j] for j in farthest_point_order(descriptors[pool])] if pool else []
+        order, cap = _initial_order(
+            n, exclude.get("hf", set()), hf_win.max_per_round, (initial or {}).get("hf"), descriptors
+        )
         hf_rep: dict[str, Any] = {"mode": "initial (no model): farthest-point over all candidates"}
         n_out_hf = 0
     else:
@@ -174,9 +184,9 @@ def select(
     lf_budget = budget.get("lf", 0.0)
     paired_cost = float(sum(costs["lf"][i] for i in paired))
     if scores is None:
-        pool = [i for i in range(n) if i not in lf_excl and i not in paired]
-        cap = min(lf_win.max_per_round, (initial or {}).get("lf", lf_win.max_per_round))
-        order = [pool[j] for j in farthest_point_order(descriptors[pool])] if pool else []
+        order, cap = _initial_order(
+            n, lf_excl | set(paired), lf_win.max_per_round, (initial or {}).get("lf"), descriptors
+        )
         lf_rep: dict[str, Any] = {"mode": "initial (no model): farthest-point over all candidates"}
         n_out_lf = 0
     else:
