@@ -176,7 +176,7 @@ def teacher_pool(
     labels: dict[str, list[FrameDoc]] = {}
     for fid in ("lf", "hf"):
         docs: list[FrameDoc] = []
-        # small chunks: the teacher's peak memory grows with the chunk (≈ 9.6 GB RSS for 32 cells was OOM-killed)
+        # chunks for the progress bar; the teacher bounds its own memory by its batch_size
         chunks = range(0, len(structures), LABEL_CHUNK)
         if progress:
             from tqdm.auto import tqdm

@@ -50,6 +50,16 @@ def test_hf_has_moments_lf_none(labels, cells):
         assert np.asarray(doc.stress).shape == (3, 3)
 
 
+def test_labels_do_not_depend_on_the_batch_size(labels, cells):
+    """Small batches bound the teacher's memory (≈ 0.3 GB per cell in a batch); they must not change a label."""
+    one_by_one = get_labeler("teacher", batch_size=1).label(cells, "hf", campaign="c", round=3)
+    for a, b in zip(one_by_one, labels["hf"], strict=True):
+        assert a.frame_id == b.frame_id
+        assert a.energy == pytest.approx(b.energy, abs=1e-4)
+        np.testing.assert_allclose(a.forces, b.forces, atol=1e-4)
+        np.testing.assert_allclose(a.magmoms, b.magmoms, atol=1e-4)
+
+
 def test_costs_and_provenance(labels):
     lf, hf = labels["lf"], labels["hf"]
     assert [d.cost for d in lf] == pytest.approx([190.0, 190.0, 380.0])
