@@ -94,8 +94,20 @@ class ScienceConfig(BaseModel):
         return v
 
 
+PRESETS = ("quick", "full", "scratch", "paper")
+
+
 def preset(name: str) -> ScienceConfig:
-    """``quick`` (CI, ≤ 5 min on 2 idle cores: HF 50, SF vs MF-F, one seed, warm start) or ``full``."""
+    """A named setting of the benchmark (every knob can still be overridden on the command line).
+
+    * ``quick``: CI, ≤ 5 min on 2 idle cores: HF 50, SF vs MF-F, one seed, warm start, 2 epochs.
+    * ``full`` (default): the ≈ 2-h run on one core: warm start from CHGNet r2SCAN; HF 25/50/100 with SF, TL,
+      MF-F; E, M, R, C alone at 50 HF; AL 25 → 50 → 100 (K = 3); 6 epochs; 100 LF frames; one seed.
+    * ``scratch``: the paper's setting (random init), ≈ 1.5 h on one core: HF 50/100 with SF, MF-F, and
+      MF-C alone at 50; 20 epochs; 100 LF frames; one seed. Run it next to ``full`` (one core each).
+    * ``paper``: the issue's whole grid (HF 25–400, both starts, 7 ablation subsets, 3 seeds, 30/60 epochs,
+      all LF frames): tens of core-hours, for a GPU node or a cluster allocation.
+    """
     if name == "quick":
         return ScienceConfig(
             name="quick",
@@ -114,8 +126,30 @@ def preset(name: str) -> ScienceConfig:
             al=ALConfig(sizes=[25, 50], k=2),
         )
     if name == "full":
-        return ScienceConfig(al=ALConfig(sizes=[25, 50, 100, 200]))
-    raise ConfigError(f"preset={name!r} not in ['quick', 'full']")
+        return ScienceConfig(
+            name="full",
+            hf_sizes=[25, 50, 100],
+            ablation=["MF-E", "MF-M", "MF-R", "MF-C"],
+            starts=["pretrained"],
+            seeds=1,
+            epochs=6,
+            lf_max=100,
+            al=ALConfig(sizes=[25, 50, 100]),
+        )
+    if name == "scratch":
+        return ScienceConfig(
+            name="scratch",
+            hf_sizes=[50, 100],
+            methods=["SF", "MF-F"],
+            ablation=["MF-C"],
+            starts=["scratch"],
+            seeds=1,
+            scratch_epochs=20,
+            lf_max=100,
+        )
+    if name == "paper":
+        return ScienceConfig(name="paper", al=ALConfig(sizes=[25, 50, 100, 200]))
+    raise ConfigError(f"preset={name!r} not in {list(PRESETS)}")
 
 
 def method_train_kwargs(method: str) -> dict[str, Any]:

@@ -28,13 +28,20 @@ def _str_list(text: str | None) -> list[str] | None:
 
 @bench_app.command("science")
 def science_cmd(
-    quick: bool = typer.Option(False, "--quick", help="CI size (HF 50, SF vs MF-F, one seed, ≤ 5 min idle)"),
+    quick: bool = typer.Option(
+        False, "--quick", help="= --preset quick (CI: HF 50, SF vs MF-F, ≤ 5 min idle)"
+    ),
+    preset_name: str = typer.Option(
+        "full",
+        "--preset",
+        help="quick, full (≈ 2 h, warm start), scratch (≈ 1.5 h, random init) or paper (the whole grid)",
+    ),
     as_json: bool = typer.Option(False, "--json", help="print the result JSON on stdout"),
     out: Path = typer.Option(Path("bench-science"), "--out", help="output directory (JSON, figures, cache)"),
     labeler: str = typer.Option("teacher", "--labeler", help="teacher (surrogate) or replay (--data FILE)"),
     data: Path | None = typer.Option(None, "--data", help="paired LF/HF extxyz file for --labeler replay"),
     seeds: int | None = typer.Option(
-        None, "--seeds", min=1, help="seeds per point (default: 1 quick, 3 full)"
+        None, "--seeds", min=1, help="seeds per point (default: 1; 3 with --preset paper)"
     ),
     hf_sizes: str | None = typer.Option(None, "--hf-sizes", help="comma-separated HF sizes, e.g. 25,50,100"),
     methods: str | None = typer.Option(None, "--methods", help="e.g. SF,TL,MF-F"),
@@ -61,7 +68,7 @@ def science_cmd(
     ),
 ) -> None:
     """Science benchmark: learning curves SF/TL/MF, ablation, AL vs random (teacher labels are SURROGATE)."""
-    from mfal.bench.science import ALConfig, preset, run_science
+    from mfal.bench.science import PRESETS, ALConfig, preset, run_science
     from mfal.bench.science_report import make_figures, markdown_tables
 
     if labeler not in ("teacher", "replay"):
@@ -70,7 +77,11 @@ def science_cmd(
         raise ConfigError("--labeler replay needs --data FILE (a paired LF/HF extxyz file)")
     if data is not None and not data.is_file():
         raise ConfigError(f"--data {data}: no such file")
-    cfg = preset("quick" if quick else "full")
+    if preset_name not in PRESETS:
+        raise ConfigError(f"--preset={preset_name!r} not in {list(PRESETS)}")
+    if quick and preset_name not in ("full", "quick"):
+        raise ConfigError(f"--quick and --preset {preset_name} contradict each other; give one")
+    cfg = preset("quick" if quick else preset_name)
     upd: dict = {"labeler": labeler, "data": str(data) if data else None}
     if labeler == "replay":  # a small real set: no val split by default, fixed epochs
         upd.update(n_test=max(1, cfg.n_test // 12), n_val=0, patience=None)

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from mfal.bench.science import _match_point, method_train_kwargs, preset
+from mfal.bench.science import PRESETS, _match_point, method_train_kwargs, preset
 from mfal.bench.science_data import PairedItem, SciencePool, make_structures, replay_pool, teacher_pool
 from mfal.errors import ConfigError, DataError
 from mfal.store.docs import structure_fingerprint
@@ -115,12 +115,27 @@ def test_method_names_and_match_point():
     assert 50 in q.hf_sizes and {"SF", "MF-F"} <= set(q.methods) and q.seeds == 1
 
 
+def test_every_preset_fits_its_pool():
+    """A preset whose HF sizes exceed its pool would silently drop learning-curve points."""
+    for name in PRESETS:
+        cfg = preset(name)
+        n_pool = cfg.n_structures - cfg.n_test - cfg.n_val
+        assert max(cfg.hf_sizes) <= n_pool, name
+        assert set(cfg.ablation_sizes) <= set(cfg.hf_sizes), name
+        assert {"SF", "MF-F"} <= set(cfg.methods), name
+        if cfg.al is not None:
+            assert max(cfg.al.sizes) <= n_pool and cfg.al.sizes == sorted(cfg.al.sizes), name
+    assert preset("scratch").starts == ["scratch"] and preset("full").starts == ["pretrained"]
+
+
 def test_cli_rejects_bad_options(tmp_path):
     for args, msg in (
         (["--labeler", "vasp"], "--labeler='vasp'"),
         (["--labeler", "replay"], "needs --data"),
         (["--methods", "SF,MF-Q"], "method='MF-Q'"),
         (["--hf-sizes", "25,x"], "--hf-sizes"),
+        (["--preset", "huge"], "--preset='huge'"),
+        (["--quick", "--preset", "scratch"], "contradict"),
     ):
         proc = subprocess.run(
             [*MFAL, "bench", "science", "--out", str(tmp_path / "o"), *args],
