@@ -31,6 +31,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mfal.bench.science_data import SciencePool, replay_pool, teacher_pool
+from mfal.bench.science_targets import target_checks
 from mfal.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -518,6 +519,7 @@ def run_science(
         "timing_s": {"label": t_label, "graphs": ctx.graph_time},
     }
     result.update(_al_summary(ctx, config, agg, al_rows, n_pool_hf))
+    result["targets"] = target_checks(result)
     result["timing_s"]["total"] = time.perf_counter() - t_start
     tmp = out / "science.json.tmp"
     tmp.write_text(json.dumps(result, indent=1, default=_json_default))

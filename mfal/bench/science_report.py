@@ -192,15 +192,25 @@ def markdown_tables(result: dict[str, Any]) -> str:
             f" meV/Å, cost {sf.get('cost_core_s', float('nan')):.0f} core-s"
         )
         lines.append(
-            f"- AL+MF HF labels to match it: {result.get('al_hf_labels_to_match_sf_all')}; total cost fraction "
-            f"(LF + HF): {result.get('al_cost_fraction_to_match_sf_all')}; HF-only cost fraction: "
-            f"{result.get('al_hf_cost_fraction_to_match_sf_all')}"
+            f"- AL+MF HF labels to match it: {_fmt(result.get('al_hf_labels_to_match_sf_all'))}; total cost "
+            f"fraction (LF + HF): {_fmt(result.get('al_cost_fraction_to_match_sf_all'), None, 3)}; HF-only cost "
+            f"fraction: {_fmt(result.get('al_hf_cost_fraction_to_match_sf_all'), None, 3)}"
         )
         lines.append(
-            f"- random+MF HF labels to match it: {result.get('random_mf_hf_labels_to_match_sf_all')}; "
+            f"- random+MF HF labels to match it: {_fmt(result.get('random_mf_hf_labels_to_match_sf_all'))}; "
             f"calibration ρ (ensemble force std vs error on the HF test, mean over rounds): "
             f"{_fmt(result.get('calibration_rho'), None, 2)}"
         )
+    if result.get("targets"):
+        lines.append("")
+        lines.append("| target | measured | verdict |")
+        lines.append("|---|---|---|")
+        for t in result["targets"]:
+            if t["met"] is None:
+                verdict = f"not measured ({t['why']})" if t["why"] else "not measured"
+            else:
+                verdict = "met" if t["met"] else f"**missed** by {t['margin']:.3g}"
+            lines.append(f"| {t['target']} | {_fmt(t['measured'], None, 3)} | {verdict} |")
     lines.append("")
     lines.append(f"Wall time: {result['timing_s']['total']:.0f} s.")
     return "\n".join(lines)

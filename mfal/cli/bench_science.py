@@ -127,3 +127,39 @@ def science_cmd(
         return
     typer.echo(markdown_tables(result))
     typer.echo(f"\nJSON: {out / 'science.json'}; figures: {', '.join(str(p) for p in paths)}")
+
+
+@bench_app.command("science-report")
+def science_report_cmd(
+    runs: list[Path] = typer.Argument(..., help="output directories of `mfal bench science` (same pool)"),
+    out: Path = typer.Option(..., "--out", help="where the merged science.json, science.md and PNGs go"),
+    figures: Path | None = typer.Option(None, "--figures", help="also write the PNGs here"),
+    prefix: str = typer.Option("science", "--prefix", help="file name prefix of the PNGs"),
+) -> None:
+    """Redraw (one run) or merge (runs made side by side, e.g. --preset full and --preset scratch) the report."""
+    import json
+
+    from mfal.bench.science_report import make_figures, markdown_tables
+    from mfal.bench.science_targets import merge_results
+    from mfal.errors import DataError
+
+    results = []
+    for run in runs:
+        path = run / "science.json" if run.is_dir() else run
+        if not path.is_file():
+            raise ConfigError(f"{run}: no science.json (run `mfal bench science --out {run}` first)")
+        try:
+            results.append(json.loads(path.read_text()))
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}: not a science.json ({err})") from err
+    merged = merge_results(results)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "science.json.tmp"
+    tmp.write_text(json.dumps(merged, indent=1))
+    tmp.replace(out / "science.json")
+    paths = make_figures(merged, out, prefix=prefix)
+    if figures is not None:
+        paths += make_figures(merged, figures, prefix=prefix)
+    (out / "science.md").write_text(markdown_tables(merged) + "\n")
+    typer.echo(markdown_tables(merged))
+    typer.echo(f"\nJSON: {out / 'science.json'}; figures: {', '.join(str(p) for p in paths)}")

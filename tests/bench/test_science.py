@@ -147,6 +147,18 @@ def test_cli_rejects_bad_options(tmp_path):
         assert not (tmp_path / "o" / "science.json").exists()
 
 
+def test_report_needs_a_finished_run(tmp_path):
+    proc = subprocess.run(
+        [*MFAL, "bench", "science-report", str(tmp_path / "nothing"), "--out", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+    )
+    assert (
+        proc.returncode == 1 and proc.stderr.startswith("mfal: error:") and "no science.json" in proc.stderr
+    )
+    assert not (tmp_path / "r").exists()
+
+
 @pytest.mark.slow
 def test_quick_cli_json(tmp_path):
     out = tmp_path / "quick"
@@ -180,3 +192,21 @@ def test_quick_cli_json(tmp_path):
     assert len(test_ids) == result["pool"]["n_test"]
     assert (out / "science_learning_curves.png").stat().st_size > 10_000
     assert (out / "science_al_vs_random.png").is_file()
+    # every target the run has numbers for is judged, with its margin
+    verdicts = {t["target"]: t for t in result["targets"]}
+    at50 = verdicts["pretrained: MF-F / SF force MAE at 50 HF ≤ 0.7"]
+    assert at50["measured"] == pytest.approx(ratio) and at50["met"] == (ratio <= 0.7)
+    assert "calibration ρ ≥ 0.6" in verdicts
+    # the report can be redrawn from the JSON alone
+    redo = tmp_path / "redo"
+    proc = subprocess.run(
+        [*MFAL, "bench", "science-report", str(out), "--out", str(redo), "--prefix", "again"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((redo / "science.json").read_text())["targets"] == result["targets"]
+    assert (redo / "again_learning_curves.png").is_file() and "| target |" in (
+        redo / "science.md"
+    ).read_text()
