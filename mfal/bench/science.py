@@ -270,6 +270,15 @@ def _aggregate(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str, 
     return out
 
 
+def random_curves(agg: dict, start: str, n_max: int) -> dict[str, dict]:
+    """random+MF (MF-F) and random+SF learning-curve points up to the largest AL size ``n_max``."""
+    pts = agg.get(start, {})
+    return {
+        f"random_{name}_curve": {n: v for n, v in pts.get(method, {}).items() if int(n) <= n_max}
+        for name, method in (("mf", "MF-F"), ("sf", "SF"))
+    }
+
+
 def _ratio(agg: dict, start: str, num: str, den: str, key: str = "f_mae_mev_ang_mean") -> dict[str, float]:
     a, b = agg.get(start, {}).get(num, {}), agg.get(start, {}).get(den, {})
     return {n: a[n][key] / b[n][key] for n in a if n in b and b[n][key] > 0}
@@ -358,7 +367,7 @@ def run_active_learning(
                 scores,
                 desc,
                 policy,
-                budget={"hf": n_new * max(ctx.cost["hf"]) * 1.0001, "lf": 0.0},  # the cap n_new binds
+                budget={"hf": math.inf, "lf": 0.0},  # equal HF labels, not core-s: the cap n_new binds
                 cost_models={
                     f: CostModel.from_prior(float(np.mean(ctx.cost[f])), int(np.mean(nsites)))
                     for f in ("lf", "hf")
@@ -563,8 +572,7 @@ def _al_summary(
     out.update(
         al_curve=curve,
         al_rows=al_rows,
-        random_mf_curve={n: v for n, v in agg.get(start, {}).get("MF-F", {}).items() if int(n) in by_n},
-        random_sf_curve={n: v for n, v in agg.get(start, {}).get("SF", {}).items() if int(n) in by_n},
+        **random_curves(agg, start, max(by_n)),
         sf_all={"n_hf": n_pool_hf, "cost_core_s": sf_all_cost, **(sf_all or {})},
         calibration_rho=float(np.mean(rhos)) if rhos else None,
         calibration_rho_per_round=rhos,

@@ -178,10 +178,10 @@ def markdown_tables(result: dict[str, Any]) -> str:
         lines.append("| HF labels | AL+MF F (meV/Å) | random+MF | random+SF |")
         lines.append("|---|---|---|---|")
         rm, rs = result.get("random_mf_curve", {}), result.get("random_sf_curve", {})
-        for n in sorted(result["al_curve"], key=int):
-            a = result["al_curve"][n]
+        for n in sorted({*result["al_curve"], *rm, *rs}, key=int):
+            a = result["al_curve"].get(n, {})
             lines.append(
-                f"| {n} | {_fmt(a['f_mae_mev_ang_mean'], a['f_mae_mev_ang_std'])} | "
+                f"| {n} | {_fmt(a.get('f_mae_mev_ang_mean'), a.get('f_mae_mev_ang_std'))} | "
                 f"{_fmt(rm.get(n, {}).get('f_mae_mev_ang_mean'), rm.get(n, {}).get('f_mae_mev_ang_std'))} | "
                 f"{_fmt(rs.get(n, {}).get('f_mae_mev_ang_mean'), rs.get(n, {}).get('f_mae_mev_ang_std'))} |"
             )

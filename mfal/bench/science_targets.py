@@ -116,7 +116,7 @@ def target_checks(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 def merge_results(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """One result from runs on the same pool (same HF test frames); at most one may hold the AL part."""
-    from mfal.bench.science import _aggregate, _ratio
+    from mfal.bench.science import _aggregate, _ratio, random_curves
 
     if not results:
         raise DataError("nothing to merge: no science.json given")
@@ -163,5 +163,8 @@ def merge_results(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "runs": [r["timing_s"] for r in results],
         },
     )
+    if with_al:  # the random curves of the AL comparison come from the merged learning curves
+        al_start = with_al[0]["config"]["al"]["start"]
+        merged.update(random_curves(agg, al_start, max(int(n) for n in merged["al_curve"])))
     merged["targets"] = target_checks(merged)
     return merged

@@ -83,9 +83,10 @@ def test_al_targets_unreached_are_not_measured_with_a_reason():
 def test_side_by_side_runs_merge_into_both_starts():
     warm = _result(
         [_row("SF", "pretrained", 50, 100.0), _row("MF-F", "pretrained", 50, 75.0)],
-        al_curve={"25": {"f_mae_mev_ang_mean": 90.0}},
+        al_curve={"25": {"f_mae_mev_ang_mean": 90.0}, "50": {"f_mae_mev_ang_mean": 70.0}},
     )
     warm["warm_start"] = {"zero_shot_hf_test": {"f_mae_mev_ang": 270.0}}
+    warm["config"]["al"] = {"start": "pretrained"}
     scratch = _result(
         [_row("SF", "scratch", 50, 300.0), _row("MF-F", "scratch", 50, 150.0)], ablation_sizes=()
     )
@@ -94,6 +95,9 @@ def test_side_by_side_runs_merge_into_both_starts():
     assert merged["mf_over_sf_force_mae"] == {"50": pytest.approx(0.75)}  # the first run's start is primary
     assert merged["mf_over_sf_force_mae_by_start"]["scratch"] == {"50": pytest.approx(0.5)}
     assert merged["al_curve"] == warm["al_curve"] and merged["warm_start"] == warm["warm_start"]
+    # random+MF / random+SF next to AL: the learning-curve points up to the largest AL size
+    assert merged["random_mf_curve"]["50"]["f_mae_mev_ang_mean"] == 75.0
+    assert set(merged["random_sf_curve"]) == {"50"}
     assert merged["timing_s"]["total"] == 20.0 and len(merged["rows"]) == 4
     assert {t["target"] for t in merged["targets"]} >= {
         "pretrained: MF-F / SF force MAE at 50 HF ≤ 0.7",
