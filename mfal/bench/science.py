@@ -572,7 +572,7 @@ def _al_summary(
     out.update(
         al_curve=curve,
         al_rows=al_rows,
-        **random_curves(agg, start, max(by_n)),
+        **random_curves(agg, start, max(config.al.sizes)),
         sf_all={"n_hf": n_pool_hf, "cost_core_s": sf_all_cost, **(sf_all or {})},
         calibration_rho=float(np.mean(rhos)) if rhos else None,
         calibration_rho_per_round=rhos,

@@ -68,7 +68,7 @@ def test_al_targets_unreached_are_not_measured_with_a_reason():
     rows = [_row("SF", "pretrained", 50, 100.0), _row("MF-F", "pretrained", 50, 60.0)]
     res = _result(
         rows,
-        al_curve={"25": {}, "50": {}},
+        al_curve={"25": {}, "40": {}},
         sf_all={"n_hf": 476},
         al_hf_label_fraction_to_match_sf_all=None,
         al_cost_fraction_to_match_sf_all=None,
@@ -76,7 +76,10 @@ def test_al_targets_unreached_are_not_measured_with_a_reason():
     )
     checks = _by_name(target_checks(res))
     frac = checks["AL+MF matches SF on all 476 HF with ≤ 10 % of its HF labels"]
-    assert frac["met"] is None and "not reached" in frac["why"]
+    assert frac["met"] is None and "not reached by 40 HF labels" in frac["why"]  # 40 < 10 % of 476: open
+    res["al_curve"]["100"] = {}
+    frac = _by_name(target_checks(res))["AL+MF matches SF on all 476 HF with ≤ 10 % of its HF labels"]
+    assert frac["met"] is False and "(21% of the pool)" in frac["why"]  # unreached at 21 %: missed
     assert checks["calibration ρ ≥ 0.6"]["met"] is True
 
 
@@ -86,7 +89,7 @@ def test_side_by_side_runs_merge_into_both_starts():
         al_curve={"25": {"f_mae_mev_ang_mean": 90.0}, "50": {"f_mae_mev_ang_mean": 70.0}},
     )
     warm["warm_start"] = {"zero_shot_hf_test": {"f_mae_mev_ang": 270.0}}
-    warm["config"]["al"] = {"start": "pretrained"}
+    warm["config"]["al"] = {"start": "pretrained", "sizes": [25, 50]}
     scratch = _result(
         [_row("SF", "scratch", 50, 300.0), _row("MF-F", "scratch", 50, 150.0)], ablation_sizes=()
     )
