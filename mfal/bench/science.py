@@ -104,7 +104,7 @@ def preset(name: str) -> ScienceConfig:
     * ``quick``: CI, ≤ 5 min on 2 idle cores: HF 50, SF vs MF-F, one seed, warm start, 2 epochs.
     * ``full`` (default): the ≈ 2-h run on one core: warm start from CHGNet r2SCAN; HF 25/50/100 with SF, TL,
       MF-F; E, M, R, C alone at 50 HF; AL 25 → 50 → 100 (K = 3); 6 epochs; 100 LF frames; one seed.
-    * ``scratch``: the paper's setting (random init), ≈ 1.5 h on one core: HF 50/100 with SF, MF-F, and
+    * ``scratch``: the paper's setting (random init), ≈ 75 CPU-min on one core: HF 50/100 with SF, MF-F, and
       TL and MF-C alone at 50; 20 epochs; 100 LF frames; one seed. Run it next to ``full`` (one core each).
     * ``paper``: the issue's whole grid (HF 25–400, both starts, 7 ablation subsets, 3 seeds, 30/60 epochs,
       all LF frames): tens of core-hours, for a GPU node or a cluster allocation.

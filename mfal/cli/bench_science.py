@@ -34,7 +34,7 @@ def science_cmd(
     preset_name: str = typer.Option(
         "full",
         "--preset",
-        help="quick, full (≈ 2 h, warm start), scratch (≈ 1.5 h, random init) or paper (the whole grid)",
+        help="quick, full (≈ 2 h, warm start), scratch (≈ 75 CPU-min, random init) or paper (the whole grid)",
     ),
     as_json: bool = typer.Option(False, "--json", help="print the result JSON on stdout"),
     out: Path = typer.Option(Path("bench-science"), "--out", help="output directory (JSON, figures, cache)"),
