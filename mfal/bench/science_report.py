@@ -208,13 +208,12 @@ def markdown_tables(result: dict[str, Any]) -> str:
         for t in result["targets"]:
             if t["met"] is None:
                 verdict = f"not measured ({t['why']})" if t["why"] else "not measured"
+            elif t["met"]:
+                verdict = "met"
+            elif t["margin"] is None:
+                verdict = f"**missed**: {t['why']}"
             else:
-                if t["met"]:
-                    verdict = "met"
-                elif t["margin"] is None:
-                    verdict = f"**missed**: {t['why']}"
-                else:
-                    verdict = f"**missed** by {t['margin']:.3g}"
+                verdict = f"**missed** by {t['margin']:.3g}"
             lines.append(f"| {t['target']} | {_fmt(t['measured'], None, 3)} | {verdict} |")
     lines.append("")
     lines.append(f"Wall time: {result['timing_s']['total']:.0f} s.")

@@ -20,22 +20,16 @@ RHO_MIN = 0.6  # calibration: Spearman ρ of ensemble force std vs force error
 
 def _check(name: str, measured: float | None, threshold: float, *, below: bool, why: str = "") -> dict:
     """One verdict; ``margin`` > 0 means missed by that much (same units as ``measured``)."""
-    if measured is None:
-        return {
-            "target": name,
-            "measured": None,
-            "threshold": threshold,
-            "met": None,
-            "margin": None,
-            "why": why,
-        }
-    margin = measured - threshold if below else threshold - measured
+    met = margin = None
+    if measured is not None:
+        excess = measured - threshold if below else threshold - measured
+        met, margin = bool(excess <= 0), max(excess, 0.0)
     return {
         "target": name,
         "measured": measured,
         "threshold": threshold,
-        "met": bool(margin <= 0),
-        "margin": max(margin, 0.0),
+        "met": met,
+        "margin": margin,
         "why": why,
     }
 
