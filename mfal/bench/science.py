@@ -279,6 +279,15 @@ def random_curves(agg: dict, start: str, n_max: int) -> dict[str, dict]:
     }
 
 
+def curve_ratios(agg: dict, starts: Sequence[str]) -> dict[str, Any]:
+    """MF-F / SF force MAE of the first (primary) start, and MF-F / SF, MF-F / TL per start."""
+    return {
+        "mf_over_sf_force_mae": _ratio(agg, starts[0], "MF-F", "SF"),
+        "mf_over_sf_force_mae_by_start": {s: _ratio(agg, s, "MF-F", "SF") for s in starts},
+        "mf_over_tl_force_mae_by_start": {s: _ratio(agg, s, "MF-F", "TL") for s in starts},
+    }
+
+
 def _ratio(agg: dict, start: str, num: str, den: str, key: str = "f_mae_mev_ang_mean") -> dict[str, float]:
     a, b = agg.get(start, {}).get(num, {}), agg.get(start, {}).get(den, {})
     return {n: a[n][key] / b[n][key] for n in a if n in b and b[n][key] > 0}
@@ -522,18 +531,21 @@ def run_science(
         "primary_start": primary,
         "learning_curves": agg,
         "rows": rows,
-        "mf_over_sf_force_mae": _ratio(agg, primary, "MF-F", "SF"),
-        "mf_over_sf_force_mae_by_start": {s: _ratio(agg, s, "MF-F", "SF") for s in config.starts},
-        "mf_over_tl_force_mae_by_start": {s: _ratio(agg, s, "MF-F", "TL") for s in config.starts},
+        **curve_ratios(agg, config.starts),
         "timing_s": {"label": t_label, "graphs": ctx.graph_time},
     }
     result.update(_al_summary(ctx, config, agg, al_rows, n_pool_hf))
     result["targets"] = target_checks(result)
     result["timing_s"]["total"] = time.perf_counter() - t_start
-    tmp = out / "science.json.tmp"
-    tmp.write_text(json.dumps(result, indent=1, default=_json_default))
-    tmp.replace(out / "science.json")
+    write_result_json(result, out)
     return result
+
+
+def write_result_json(result: dict[str, Any], out_dir: Path) -> Path:
+    """``out_dir/science.json``, written whole or not at all (temp file + rename)."""
+    tmp = out_dir / "science.json.tmp"
+    tmp.write_text(json.dumps(result, indent=1, default=_json_default))
+    return tmp.replace(out_dir / "science.json")
 
 
 def _json_default(o: Any) -> Any:

@@ -218,3 +218,14 @@ def markdown_tables(result: dict[str, Any]) -> str:
     lines.append("")
     lines.append(f"Wall time: {result['timing_s']['total']:.0f} s.")
     return "\n".join(lines)
+
+
+def write_report(
+    result: dict[str, Any], out_dir: Path, figures: Path | None = None, prefix: str = "science"
+) -> list[Path]:
+    """Figures (in ``out_dir`` and, if given, ``figures``) and ``out_dir/science.md``; returns the PNG paths."""
+    paths = make_figures(result, out_dir, prefix=prefix)
+    if figures is not None:
+        paths += make_figures(result, figures, prefix=prefix)
+    (Path(out_dir) / "science.md").write_text(markdown_tables(result) + "\n")
+    return paths

@@ -107,7 +107,7 @@ def target_checks(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 def merge_results(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """One result from runs on the same pool (same HF test frames); at most one may hold the AL part."""
-    from mfal.bench.science import _aggregate, _ratio, random_curves
+    from mfal.bench.science import _aggregate, curve_ratios, random_curves
 
     if not results:
         raise DataError("nothing to merge: no science.json given")
@@ -142,9 +142,7 @@ def merge_results(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
         learning_curves=agg,
         primary_start=starts[0],
         hf_sizes=sorted({n for r in results for n in r["hf_sizes"]}),
-        mf_over_sf_force_mae=_ratio(agg, starts[0], "MF-F", "SF"),
-        mf_over_sf_force_mae_by_start={s: _ratio(agg, s, "MF-F", "SF") for s in starts},
-        mf_over_tl_force_mae_by_start={s: _ratio(agg, s, "MF-F", "TL") for s in starts},
+        **curve_ratios(agg, starts),
         warm_start=next(
             (r["warm_start"] for r in results if r["warm_start"].get("zero_shot_hf_test")),
             first["warm_start"],

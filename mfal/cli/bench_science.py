@@ -69,7 +69,7 @@ def science_cmd(
 ) -> None:
     """Science benchmark: learning curves SF/TL/MF, ablation, AL vs random (teacher labels are SURROGATE)."""
     from mfal.bench.science import PRESETS, ALConfig, preset, run_science
-    from mfal.bench.science_report import make_figures, markdown_tables
+    from mfal.bench.science_report import markdown_tables, write_report
 
     if labeler not in ("teacher", "replay"):
         raise ConfigError(f"--labeler={labeler!r} not in ['teacher', 'replay']")
@@ -118,10 +118,7 @@ def science_cmd(
         typer.echo(msg, err=True)
 
     result = run_science(cfg, out, progress=True, callback=note)
-    paths = make_figures(result, out)
-    if figures is not None:
-        paths += make_figures(result, figures)
-    (out / "science.md").write_text(markdown_tables(result) + "\n")
+    paths = write_report(result, out, figures)
     if as_json:
         typer.echo((out / "science.json").read_text())  # exactly the JSON file
         return
@@ -139,7 +136,8 @@ def science_report_cmd(
     """Redraw (one run) or merge (runs made side by side, e.g. --preset full and --preset scratch) the report."""
     import json
 
-    from mfal.bench.science_report import make_figures, markdown_tables
+    from mfal.bench.science import write_result_json
+    from mfal.bench.science_report import markdown_tables, write_report
     from mfal.bench.science_targets import merge_results
     from mfal.errors import DataError
 
@@ -154,12 +152,7 @@ def science_report_cmd(
             raise DataError(f"{path}: not a science.json ({err})") from err
     merged = merge_results(results)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "science.json.tmp"
-    tmp.write_text(json.dumps(merged, indent=1))
-    tmp.replace(out / "science.json")
-    paths = make_figures(merged, out, prefix=prefix)
-    if figures is not None:
-        paths += make_figures(merged, figures, prefix=prefix)
-    (out / "science.md").write_text(markdown_tables(merged) + "\n")
+    write_result_json(merged, out)
+    paths = write_report(merged, out, figures, prefix)
     typer.echo(markdown_tables(merged))
     typer.echo(f"\nJSON: {out / 'science.json'}; figures: {', '.join(str(p) for p in paths)}")
