@@ -30,3 +30,34 @@ def lifepo4():
     from mfal.explore.structures import lifepo4_structure
 
     return lifepo4_structure()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """A real headless Chromium (Debian ``chromium`` + ``chromium-driver``, installed by .ci/run) driven by
+    selenium: ``browser(url, screenshot=PATH) -> (driver, console_messages)``; the driver stays open for
+    DOM queries until the session ends."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = "/usr/bin/chromium"
+    for arg in (
+        "--headless=new --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-dev-shm-usage "
+        "--disable-background-networking --disable-component-update --disable-sync --window-size=1280,800"
+    ).split():
+        opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+    driver.execute_cdp_cmd(  # the viewport itself is 1280x800 (window-size counts the browser frame)
+        "Emulation.setDeviceMetricsOverride", {"width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": False}
+    )
+
+    def load(url: str, screenshot: Path | None = None):
+        driver.get(url)
+        if screenshot is not None:
+            driver.save_screenshot(str(screenshot))
+        return driver, driver.get_log("browser")
+
+    yield load
+    driver.quit()
