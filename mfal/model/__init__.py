@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mfal.model.calculator import MFCHGNetCalculator
-from mfal.model.ensemble import MFEnsemble, readout_ensemble
+from mfal.model.ensemble import MFEnsemble, load_ensemble, readout_ensemble
 from mfal.model.mfchgnet import MFCHGNet, file_sha256, validate_components
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "MFCHGNetCalculator",
     "MFEnsemble",
     "file_sha256",
+    "load_ensemble",
     "readout_ensemble",
     "validate_components",
 ]

@@ -11,7 +11,8 @@ from __future__ import annotations
 import copy
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -227,6 +228,51 @@ def _same_trunk(members: Sequence[MFCHGNet]) -> bool:
             if not key.startswith(HEAD_PREFIXES) and not torch.equal(value, state[key]):
                 return False
     return True
+
+
+def _ref_pair(ref: Any, i: int) -> tuple[str | os.PathLike, str]:
+    """(path, sha256) of checkpoint reference ``i``: a pair, a mapping with "path"/"sha256", or an object with
+    ``.path`` (or ``.checkpoint``) and ``.sha256`` attributes."""
+    if isinstance(ref, Mapping):
+        path, sha = ref.get("path"), ref.get("sha256")
+    elif isinstance(ref, tuple | list):
+        if len(ref) != 2:
+            raise ConfigError(f"checkpoint ref {i}: expected (path, sha256), got {len(ref)} items")
+        path, sha = ref
+    else:
+        path = getattr(ref, "path", None)
+        if path is None:
+            path = getattr(ref, "checkpoint", None)
+        sha = getattr(ref, "sha256", None)
+    if callable(path):
+        raise ConfigError(
+            f"checkpoint ref {i}: .path is a method ({type(ref).__name__}); resolve it first, e.g. "
+            "(ref.path(root), ref.sha256)"
+        )
+    if not isinstance(path, str | os.PathLike) or not str(path):
+        raise ConfigError(f"checkpoint ref {i}: expected a file path, got {path!r}")
+    if not isinstance(sha, str) or len(sha) != 64:
+        raise ConfigError(f"checkpoint ref {i} ({path}): expected a 64-hex sha256, got {sha!r}")
+    return path, sha
+
+
+def load_ensemble(refs: Sequence[Any], device: str = "cpu") -> MFEnsemble:
+    """The one loader of a trained ensemble: members from checkpoint ``refs`` (each ``(path, sha256)``, a
+    ``{"path", "sha256"}`` mapping, or an object with ``.path``/``.sha256``), every sha256 checked, loaded
+    with ``torch.load(weights_only=True)`` onto ``device`` (auto|cpu|cuda[:N]).
+
+    Raises ConfigError for an empty or malformed ref, DataError for a missing, altered or foreign checkpoint.
+    """
+    if isinstance(refs, str | os.PathLike):
+        raise ConfigError(
+            f"load_ensemble: refs={refs!r} must be a sequence of (path, sha256) refs, not a path"
+        )
+    if isinstance(refs, Mapping) or (isinstance(refs, tuple) and len(refs) == 2 and isinstance(refs[1], str)):
+        refs = [refs]  # one ref given bare
+    pairs = [_ref_pair(ref, i) for i, ref in enumerate(refs)]
+    if not pairs:
+        raise ConfigError("load_ensemble: no checkpoint refs given (an ensemble needs at least one member)")
+    return MFEnsemble.from_checkpoints([p for p, _ in pairs], [s for _, s in pairs], device=device)
 
 
 def readout_ensemble(base: MFCHGNet, k: int, *, seed: int = 0, noise: float = 0.0) -> MFEnsemble:

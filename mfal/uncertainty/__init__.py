@@ -1,13 +1,29 @@
-"""Per-fidelity ensemble uncertainty scores and calibration (pure numpy)."""
+"""Per-fidelity ensemble uncertainty: scoring candidates, scores from member predictions, calibration."""
 
 from __future__ import annotations
 
-from mfal.uncertainty.scores import (
-    SCORE_NAMES,
+from mfal.uncertainty.calibration import (
+    CalibrationStats,
     calibration_rho,
-    ensemble_scores,
-    scores_from_prediction,
+    calibration_stats,
+    max_force_error,
+    mean_force_error,
     spearman_rho,
 )
+from mfal.uncertainty.scores import SCORE_NAMES, check_score_name, ensemble_scores, scores_from_prediction
+from mfal.uncertainty.scoring import FidelityScores, score_candidates
 
-__all__ = ["SCORE_NAMES", "calibration_rho", "ensemble_scores", "scores_from_prediction", "spearman_rho"]
+__all__ = [
+    "SCORE_NAMES",
+    "CalibrationStats",
+    "FidelityScores",
+    "calibration_rho",
+    "calibration_stats",
+    "check_score_name",
+    "ensemble_scores",
+    "max_force_error",
+    "mean_force_error",
+    "score_candidates",
+    "scores_from_prediction",
+    "spearman_rho",
+]

@@ -1,5 +1,6 @@
-"""Ensemble uncertainty per candidate and per fidelity, and its calibration against true errors.
+"""Ensemble uncertainty scores per structure from member predictions (pure numpy).
 
+``calibration_rho``/``spearman_rho`` are re-exported from :mod:`mfal.uncertainty.calibration`.
 Units: force std eV/Å, energy std eV/atom, magmom std μB.
 """
 
@@ -11,6 +12,16 @@ from typing import Any
 import numpy as np
 
 from mfal.errors import ConfigError
+from mfal.uncertainty.calibration import calibration_rho, spearman_rho
+
+__all__ = [
+    "SCORE_NAMES",
+    "calibration_rho",
+    "check_score_name",
+    "ensemble_scores",
+    "scores_from_prediction",
+    "spearman_rho",
+]
 
 #: score names a trust window may use
 SCORE_NAMES: tuple[str, ...] = ("force_std_max", "force_std_mean", "energy_std", "magmom_std_max")
@@ -80,26 +91,6 @@ def scores_from_prediction(
                 m_max[i] = float(np.max(np.abs(np.asarray(m, dtype=float))))
     out["magmom_std_max"] = m_max
     return out
-
-
-def spearman_rho(x: Sequence[float], y: Sequence[float]) -> float | None:
-    """Spearman rank correlation of ``x`` and ``y``; None when fewer than 3 pairs or a constant input."""
-    from scipy.stats import spearmanr
-
-    x = np.asarray(x, dtype=float)
-    y = np.asarray(y, dtype=float)
-    if x.shape != y.shape:
-        raise ValueError(f"x and y differ in shape: {x.shape} vs {y.shape}")
-    ok = np.isfinite(x) & np.isfinite(y)
-    x, y = x[ok], y[ok]
-    if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return None
-    return float(spearmanr(x, y).statistic)
-
-
-def calibration_rho(predicted_std: Sequence[float], true_error: Sequence[float]) -> float | None:
-    """Calibration of an uncertainty score: Spearman ρ of predicted std vs true error (1 = perfect ranking)."""
-    return spearman_rho(predicted_std, true_error)
 
 
 def check_score_name(name: str) -> str:
