@@ -1,11 +1,13 @@
 """Labelers: structures + fidelity -> FrameDocs (teacher, vasp, cp2k, replay) and quality gates.
 
-``get_labeler(name, **options)`` builds one by name; heavy imports happen only when a labeler is built.
+Configs are typed: :data:`mfal.label.config.LabelerSpec` (a discriminated union on ``kind``) is what a campaign
+config holds, :func:`mfal.label.config.build_labeler` builds the labeler. ``get_labeler(name, **options)`` is the
+keyword shortcut for the same path (options validated by the kind's options model). Heavy imports (chgnet,
+atomate2, custodian) happen only when a labeler runs.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from mfal.errors import ConfigError
@@ -21,30 +23,15 @@ LABELERS: dict[str, tuple[str, str]] = {
 
 
 def get_labeler(name: str, **options: Any) -> Labeler:
-    """Build the labeler ``name`` with its options; unknown name -> ConfigError listing the known ones."""
+    """Build the labeler ``name`` from its options (validated like ``labelers.<f>.options`` in a campaign).
+
+    Unknown name or option -> one-line ConfigError.
+    """
+    from mfal.label.config import build_labeler, parse_labeler_spec
+
     if name not in LABELERS:
         raise ConfigError(f"labeler={name!r} not in known labelers {sorted(LABELERS)}")
-    module_name, cls_name = LABELERS[name]
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ConfigError(f"labeler={name!r} is not available ({module_name}: {err})") from err
-    cls = getattr(module, cls_name, None) or _find_labeler_class(module, name)
-    if cls is None:
-        raise ConfigError(f"labeler={name!r}: no labeler class in {module_name}")
-    return cls(**options)
-
-
-def _find_labeler_class(module: Any, name: str) -> type | None:
-    """A class in ``module`` whose ``name`` attribute is ``name`` and that has a ``label`` method."""
-    for obj in vars(module).values():
-        if (
-            isinstance(obj, type)
-            and getattr(obj, "name", None) == name
-            and callable(getattr(obj, "label", None))
-        ):
-            return obj
-    return None
+    return build_labeler(parse_labeler_spec({"kind": name, "options": options}))
 
 
 __all__ = ["LABELERS", "Labeler", "get_labeler"]

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pymatgen.core import Structure
 
 from mfal.errors import ConfigError, DataError
@@ -24,6 +25,29 @@ from mfal.fidelity import check_fidelity
 from mfal.store.docs import FrameDoc, structure_fingerprint
 
 log = logging.getLogger(__name__)
+
+
+class ReplayOptions(BaseModel):
+    """Options of a ``kind: replay`` labeler: where the labels are looked up."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: Path | None = Field(None, description="extxyz/.xyz or .json file of labeled frames")
+    store: Path | None = Field(None, description="store directory (or store YAML) holding labeled frames")
+    tol: float = Field(
+        1e-3, gt=0, description="tolerance of the fallback match (Å for the lattice, fractional)"
+    )
+    only_ok: bool = Field(False, description="replay only frames with status ok")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ReplayOptions:
+        if self.dataset is None and self.store is None:
+            raise ValueError("replay labeler needs dataset=FILE (extxyz/json) or store=DIR")
+        return self
+
+    def labeler_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :class:`ReplayLabeler`."""
+        return self.model_dump()
 
 
 def _load(dataset: str | Path | Iterable[FrameDoc] | None, store: Any) -> list[FrameDoc]:

@@ -1,0 +1,158 @@
+"""CP2K input building: LF (RKS) / HF (UKS, MAGNETIZATION per KIND) single points, +U per KIND in eV."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pymatgen.core import Structure
+
+from mfal.errors import ConfigError
+from mfal.fidelity import MAGNETIC_FIDELITIES
+from mfal.label.cp2k_env import pymatgen_cp2k_env, resolve_basis_and_potential
+from mfal.label.cp2k_settings import Cp2kSettings, default_data_dir
+
+
+def initial_magmoms(structure: Structure, settings: Cp2kSettings) -> list[float]:
+    """HF initial moments per site (μB): the 'magmom' site property, else ``initial_moments`` + order."""
+    if "magmom" in structure.site_properties:
+        return [float(np.sum(m)) for m in structure.site_properties["magmom"]]
+    moments, n_mag = [], 0
+    for site in structure:
+        m = settings.initial_moments.get(site.specie.symbol, 0.0)
+        if m and settings.magnetic_order == "afm":
+            m = m if n_mag % 2 == 0 else -m
+        n_mag += bool(m)
+        moments.append(float(m))
+    return moments
+
+
+def electron_count(structure: Structure, settings: Cp2kSettings) -> int:
+    """Valence electrons of the neutral cell with the GTH pseudopotentials."""
+    return sum(settings.valence_of(site.specie.symbol) for site in structure)
+
+
+def multiplicity(n_electrons: int, magmoms: Sequence[float] | None) -> int:
+    """2S+1 from |Σm| (rounded), nudged up by one if its parity does not fit the electron count."""
+    n_unpaired = round(abs(float(np.sum(magmoms)))) if magmoms is not None else 0
+    if (n_electrons - n_unpaired) % 2:
+        n_unpaired += 1
+    return n_unpaired + 1
+
+
+def _clean_structure(structure: Structure, magmoms: Sequence[float] | None) -> Structure:
+    """Copy without oxidation states and site properties (they create extra KINDs or BS sections)."""
+    s = Structure(structure.lattice, [site.specie.symbol for site in structure], structure.frac_coords)
+    if magmoms is not None:
+        s.add_site_property("magmom", list(magmoms))
+    return s
+
+
+def _kind_aliases(structure: Structure, element: str) -> list[str]:
+    """KIND names pymatgen creates for ``element`` (Fe_1, Fe_2, ...: one per distinct magmom)."""
+    from pymatgen.io.cp2k.utils import get_unique_site_indices
+
+    return sorted(k for k in get_unique_site_indices(structure.copy()) if k.split("_")[0] == element)
+
+
+def _override_params(structure: Structure, settings: Cp2kSettings) -> dict[str, Any]:
+    """DFT+U per KIND ([eV] units: CP2K's default unit is Hartree) and Mulliken/Hirshfeld printing."""
+    dft: dict[str, Any] = {"PRINT": {"MULLIKEN": {}, "HIRSHFELD": {}}}
+    subsys: dict[str, Any] = {}
+    for el, u in settings.hubbard_u.items():
+        if el not in structure.symbol_set or u == 0:
+            continue
+        for alias in _kind_aliases(structure, el):
+            subsys[alias] = {"DFT_PLUS_U": {"L": 2, "U_MINUS_J": f"[eV] {u}"}}
+    if subsys:
+        dft["PLUS_U_METHOD"] = settings.plus_u_method
+    if not settings.ot:  # pymatgen writes MAX_SCF 400 for diagonalisation, whatever max_scf says
+        dft["SCF"] = {"MAX_SCF": settings.scf_limit}
+    return {
+        "FORCE_EVAL": {"DFT": dft, "SUBSYS": subsys},
+        "GLOBAL": {"WALLTIME": _hhmmss(settings.wall_time_limit_s)},
+    }
+
+
+def _hhmmss(seconds: float) -> str:
+    """CP2K WALLTIME value (HH:MM:SS)."""
+    s = max(1, round(seconds))
+    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def _input_settings(
+    structure: Structure, settings: Cp2kSettings, spin: bool, mult: int, data_dir: Path
+) -> dict[str, Any]:
+    """Keyword arguments of pymatgen's StaticSet."""
+    uis: dict[str, Any] = {
+        "spin_polarized": spin,
+        "multiplicity": mult,
+        "basis_and_potential": {
+            el: resolve_basis_and_potential(
+                data_dir, el, settings.basis, f"GTH-{settings.functional}-q{settings.valence_of(el)}"
+            )
+            for el in sorted(structure.symbol_set)
+        },
+        "xc_functionals": [settings.functional],
+        "cutoff": settings.cutoff_ry,
+        "rel_cutoff": settings.rel_cutoff_ry,
+        "ngrids": settings.ngrids,
+        "eps_default": settings.eps_default,
+        "eps_pgf_orb": None,
+        "eps_scf": settings.eps_scf,
+        "max_scf": settings.max_scf,
+        "outer_max_scf": settings.effective_outer_max_scf,
+        "ot": settings.ot,
+        # pymatgen's DftSet prints cube files, PDOS etc. by default
+        "print_pdos": False,
+        "print_dos": False,
+        "print_mo_cubes": False,
+        "print_v_hartree": False,
+        "print_e_density": False,
+    }
+    if settings.ot:
+        uis.update(
+            minimizer=settings.ot_minimizer,
+            preconditioner=settings.ot_preconditioner,
+            algorithm=settings.ot_algorithm,
+            rotation=settings.ot_rotation,
+            energy_gap=settings.ot_energy_gap,
+        )
+    else:
+        uis.update(smearing=True, elec_temp=settings.smearing_temperature_k, alpha=settings.mixing_alpha)
+    return uis
+
+
+def write_cp2k_input(
+    structure: Structure,
+    fidelity: str,
+    settings: Cp2kSettings,
+    run_dir: Path,
+    *,
+    magmoms: Sequence[float] | None = None,
+    data_dir: Path | None = None,
+) -> Path:
+    """Write ``run_dir/cp2k.inp`` for one LF (RKS) or HF (UKS, MAGNETIZATION per KIND) single point."""
+    from pymatgen.io.cp2k.sets import StaticSet
+
+    hf = fidelity in MAGNETIC_FIDELITIES
+    if hf and magmoms is None:
+        magmoms = initial_magmoms(structure, settings)
+    s = _clean_structure(structure, magmoms if hf else None)
+    mult = multiplicity(electron_count(s, settings), magmoms) if hf else 1
+    data_dir = data_dir or default_data_dir()
+    uis = _input_settings(s, settings, spin=hf, mult=mult, data_dir=data_dir)
+    # basis/potential are resolved objects: point pymatgen's own data-dir lookup at an empty path
+    with pymatgen_cp2k_env(data_dir / "_resolved_by_mfal", settings.functional), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            ci = StaticSet(structure=s, kpoints=None, **uis)  # no k-points: DFT+U is Gamma-only
+        except ValueError as err:
+            raise ConfigError(f"CP2K input for {s.composition.reduced_formula}: {err}") from err
+    ci.update(_override_params(s, settings))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ci.write_file("cp2k.inp", str(run_dir))
+    return run_dir / "cp2k.inp"

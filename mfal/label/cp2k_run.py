@@ -1,0 +1,94 @@
+"""Running CP2K (custodian's ``Cp2kJob`` with a hard timeout) and judging one attempt's output."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from mfal.label.cp2k_env import _environ
+from mfal.label.cp2k_io import Cp2kOutput, error_tail, parse_cp2k_output
+from mfal.label.cp2k_settings import Cp2kSettings
+
+logger = logging.getLogger(__name__)
+
+#: a Runner runs CP2K in ``run_dir`` (cp2k.inp present) writing cp2k.out; returns the wall seconds it took.
+Runner = Callable[[Path, list[str], dict[str, str], float], float]
+
+
+def run_cp2k_custodian(run_dir: Path, cmd: list[str], env: dict[str, str], timeout_s: float) -> float:
+    """Run CP2K in ``run_dir`` with custodian's ``Cp2kJob``; kill it after ``timeout_s``. Returns wall s."""
+    from custodian.cp2k.jobs import Cp2kJob
+
+    job = Cp2kJob(cmd, input_file="cp2k.inp", output_file="cp2k.out", stderr_file="std_err.txt")
+    t0 = time.perf_counter()
+    with _environ(env):
+        job.setup(str(run_dir))
+        proc = job.run(str(run_dir))
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        logger.warning("CP2K in %s exceeded %.0f s: killed", run_dir, timeout_s)
+        proc.kill()
+        proc.wait()
+        (run_dir / "mfal_killed.txt").write_text(f"killed after {timeout_s:.0f} s\n")
+    job.postprocess(str(run_dir))
+    return time.perf_counter() - t0
+
+
+def _cmd(settings: Cp2kSettings) -> list[str]:
+    if settings.mpi_ranks > 1:
+        return ["mpirun", "--allow-run-as-root", "-np", str(settings.mpi_ranks), "-x", "OMP_NUM_THREADS",
+                settings.cp2k_exe]  # fmt: skip
+    return [settings.cp2k_exe]
+
+
+class Attempt(BaseModel):
+    """Outcome of one CP2K run of one frame."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_dir: str
+    output: Cp2kOutput | None = None
+    wall_s: float = 0.0
+    killed: bool = False
+    crash: str | None = Field(None, description="why no usable output: CP2K abort text or output tail")
+    retryable: str | None = Field(None, description="SCF/step-limit/wall-time reason that a retry may fix")
+
+
+def _assess(run_dir: Path, wall_s: float, settings: Cp2kSettings) -> Attempt:
+    killed = (run_dir / "mfal_killed.txt").is_file()
+    try:
+        out = parse_cp2k_output(run_dir)
+    except Exception as err:  # noqa: BLE001 - any unreadable output is a crash of this calculation
+        return Attempt(
+            run_dir=str(run_dir), wall_s=wall_s, killed=killed, crash=f"{err}; {error_tail(run_dir)}"
+        )
+    att = Attempt(run_dir=str(run_dir), output=out, wall_s=wall_s, killed=killed)
+    if killed or out.walltime_exceeded:
+        att.retryable = f"wall-time limit {settings.wall_time_limit_s:.0f} s reached"
+    elif out.error:
+        att.crash = f"CP2K aborted: {out.error}"
+    elif not out.completed:
+        att.crash = f"CP2K did not finish (no 'PROGRAM ENDED'): {error_tail(run_dir)}"
+    elif not out.scf_converged and out.scf_steps is not None:
+        limit = settings.scf_limit
+        what = "SCF step limit reached" if out.scf_steps >= limit else "SCF not converged"
+        att.retryable = f"{what} ({out.scf_steps} steps, limit {limit}, eps_scf {settings.eps_scf:g})"
+    elif out.energy is None or out.forces is None:
+        att.crash = f"CP2K stopped without energy/forces: {error_tail(run_dir)}"
+    return att
+
+
+def _nonfinite(out: Cp2kOutput) -> list[str]:
+    bad = []
+    for name in ("stress", "magmoms_hirshfeld", "magmoms_mulliken"):  # energy/forces: check_frame
+        value = getattr(out, name)
+        if value is not None and not np.all(np.isfinite(np.asarray(value, dtype=float))):
+            bad.append(f"{name} not finite in {Path(out.path).name}")
+    return bad
