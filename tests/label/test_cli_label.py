@@ -8,14 +8,14 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from mfal.cli import app
+from flows.cli import app
 
 runner = CliRunner()
 
 
 def run_mfal(*args: str) -> subprocess.CompletedProcess:
     """The real entry point in a subprocess: exit status and stderr as a user sees them."""
-    code = "import sys; from mfal.cli import main; sys.argv = ['mfal', *sys.argv[1:]]; main()"
+    code = "import sys; from flows.cli import main; sys.argv = ['mfal', *sys.argv[1:]]; main()"
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300)
 
 
@@ -71,7 +71,7 @@ def test_failure_injection_option(feo_files, tmp_path):
 )
 def test_unknown_labeler_or_fidelity(feo_files, tmp_path, args, message):
     proc = run_mfal("label", *args, str(feo_files[0]), "--store", str(tmp_path / "store"))
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # a usage/config error (ConfigError) exits 2
     assert proc.stderr.strip() == f"mfal: error: {message}"
     assert not (tmp_path / "store").exists()
 

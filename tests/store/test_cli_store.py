@@ -11,7 +11,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from mfal.cli import app
+from flows.cli import app
 from mfal.errors import MfalError
 from mfal.store import open_store
 from mfal.store.docs import FrameDoc
@@ -28,8 +28,8 @@ REFERENCE_RUNS = (
 
 
 def run_mfal(*args: str) -> subprocess.CompletedProcess:
-    """The real entry point (``mfal.cli.main``) in a subprocess: exit status and stderr as a user sees them."""
-    code = "import sys; from mfal.cli import main; sys.argv[0] = 'mfal'; main()"
+    """The real entry point (``flows.cli.main``) in a subprocess: exit status and stderr as a user sees them."""
+    code = "import sys; from flows.cli import main; sys.argv[0] = 'mfal'; main()"
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300)
 
 

@@ -16,7 +16,7 @@ from mfal.train.run import load_run_config, split_frames
 
 def _mfal(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-c", "from mfal.cli import main; main()", *args],
+        [sys.executable, "-c", "from flows.cli import main; main()", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -28,7 +28,7 @@ def _mfal(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def test_mfal_train_tiny_config(tmp_path, lf_frames, hf_frames):
     from typer.testing import CliRunner
 
-    from mfal.cli import app
+    from flows.cli import app
     from mfal.model import MFCHGNet
     from mfal.store.extxyz import write_extxyz
 
@@ -73,11 +73,11 @@ def test_bad_config_error_is_one_line(tmp_path, text, expected):
     assert expected in str(err.value)
 
 
-def test_mfal_train_bad_config_exits_1_with_one_line(tmp_path):
+def test_mfal_train_bad_config_exits_2_with_one_line(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("data: {builtin: nope}\ntrain: {epochs: 1}\n")
     proc = _mfal("train", str(path), "--out", str(tmp_path / "out"), cwd=tmp_path)
-    assert proc.returncode == 1, proc.stderr
+    assert proc.returncode == 2, proc.stderr  # a config error (ConfigError) exits 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("mfal: error: "), proc.stderr
     assert "data.builtin='nope' not in built-in data sets ['lifepo4_teacher']" in lines[0]

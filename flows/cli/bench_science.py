@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mfal.cli.app import bench_app
+from flows.cli.app import bench_app
 from mfal.errors import ConfigError
 
 
@@ -134,22 +134,17 @@ def science_report_cmd(
     prefix: str = typer.Option("science", "--prefix", help="file name prefix of the PNGs"),
 ) -> None:
     """Redraw (one run) or merge (runs made side by side, e.g. --preset full and --preset scratch) the report."""
-    import json
-
     from mfal.bench.science import write_result_json
     from mfal.bench.science_report import markdown_tables, write_report
     from mfal.bench.science_targets import merge_results
-    from mfal.errors import DataError
+    from mfal.fileio import read_json
 
     results = []
     for run in runs:
         path = run / "science.json" if run.is_dir() else run
         if not path.is_file():
             raise ConfigError(f"{run}: no science.json (run `mfal bench science --out {run}` first)")
-        try:
-            results.append(json.loads(path.read_text()))
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path}: not a science.json ({err})") from err
+        results.append(read_json(path))
     merged = merge_results(results)
     out.mkdir(parents=True, exist_ok=True)
     write_result_json(merged, out)

@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from mfal.cli.app import app
+from flows.cli.app import app
 from mfal.errors import ConfigError
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
+import inspect
 from pathlib import Path
 
 import typer
 
-from mfal.cli.app import bench_app
+from flows.cli.app import bench_app
+from mfal.fileio import dumps_strict
 
 
 @bench_app.command("campaign")
@@ -36,9 +37,14 @@ def bench_campaign_cmd(
             vals = [r[key] for r in rows if r[key] is not None]
             res[f"mean_{key}"] = sum(vals) / len(vals) if vals else None
     else:
-        res = bench_campaign(config, run_dir=run_dir, progress=not json_output, cores=cores)
+        kwargs = {"run_dir": run_dir, "progress": not json_output, "cores": cores}
+        if "runner" in inspect.signature(bench_campaign).parameters:  # mfal never imports flows: pass it in
+            from flows.campaign import run_campaign
+
+            kwargs["runner"] = run_campaign
+        res = bench_campaign(config, **kwargs)
     if json_output:
-        typer.echo(json.dumps(res, indent=1))
+        typer.echo(dumps_strict(res))
         return
     from rich.console import Console
     from rich.table import Table

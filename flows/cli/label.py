@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mfal.cli.app import app
+from flows.cli.app import app
 
 
 def _parse_options(options: list[str]) -> dict:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import typer
 
-from mfal.cli.app import bench_app
+from flows.cli.app import bench_app
+from mfal.fileio import dumps_strict
 
 
 @bench_app.command("model")
@@ -30,7 +29,7 @@ def bench_model(
         n_structures=n_structures, repeats=repeats, threads=threads, k=k, seed=seed, progress=not json_output
     )
     if json_output:
-        typer.echo(json.dumps(result))
+        typer.echo(dumps_strict(result, indent=None))
         return
     from rich.console import Console
     from rich.table import Table

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from mfal.cli.app import app
+from flows.cli.app import app
 
 STORE_HELP = "store directory (or store YAML); created by import if missing"
 DIR_HELP = "campaign directory (uses its store/ or the store: section of campaign.yaml)"

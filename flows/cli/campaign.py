@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
-from mfal.cli.app import app
+from flows.cli.app import app
+from flows.cli.options import call_with_options, run_options
 from mfal.errors import MfalError
+from mfal.fileio import dumps_strict
 
 
 @app.command("run")
@@ -17,7 +18,7 @@ def run(
     dir: Path = typer.Option(Path("campaign"), "--dir", help="campaign directory (store, state, rounds)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
     device: str | None = typer.Option(
-        None, "--device", help="auto|cpu|cuda for training/scoring/MD (default: the config's; env MFAL_DEVICE)"
+        None, "--device", help="auto|cpu|cuda[:N] for training/scoring/MD (default: the config's)"
     ),
 ) -> None:
     """Run the campaign locally on the embedded store; rerun the same command to resume after a crash."""
@@ -30,8 +31,9 @@ def run(
 
     from flows.campaign import run_campaign
 
+    options = run_options(device, progress=not quiet)
     t0 = time.perf_counter()
-    state = run_campaign(config, dir, progress=not quiet, device=device)
+    state = call_with_options(run_campaign, config, dir, options=options)
     took = time.perf_counter() - t0
     reason = state.get("stop_reason") or ""
     if state["state"] == "stopped":
@@ -51,7 +53,7 @@ def status(
 
     st = campaign_status(dir)
     if as_json:
-        typer.echo(json.dumps(st, indent=1))
+        typer.echo(dumps_strict(st))
         return
     from rich.console import Console
 

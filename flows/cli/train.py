@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from mfal.cli.app import app
-from mfal.errors import ConfigError
+from flows.cli.app import app
+from mfal.fileio import atomic_write_json
+from mfal.runopts import check_device_name
 
 
 def _fmt(value: float, digits: int = 1) -> str:
@@ -34,9 +34,7 @@ def train_cmd(
     console = Console()
     cfg = load_run_config(config)
     if device is not None:
-        if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
-            raise ConfigError(f"--device={device!r} not in ['auto', 'cpu', 'cuda']")
-        cfg.train.device = device
+        cfg.train.device = check_device_name(device)
     fids = list(cfg.train.fidelities)
     widths = [6, 6, 5, 10] + [15] * len(fids) + [8]
     header = ["member", "stage", "epoch", "loss"] + [f"{f} E/F meV" for f in fids] + ["time s"]
@@ -84,7 +82,7 @@ def train_cmd(
             for r in results
         ],
     }
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    atomic_write_json(out_dir / "summary.json", summary)
     for r in results:
         typer.echo(f"checkpoint {r.checkpoint} sha256 {r.sha256}")
     typer.echo(f"metrics: {out_dir / 'summary.json'}")
