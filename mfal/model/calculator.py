@@ -19,7 +19,7 @@ class MFCHGNetCalculator(Calculator):
 
     Args:
         model_or_path: an :class:`MFCHGNet` or the path of a checkpoint written by :meth:`MFCHGNet.save`.
-        fidelity: fidelity name the calculator evaluates (e.g. "hf").
+        fidelity: fidelity name the calculator evaluates; None = the model's last (target) fidelity.
         device: "auto" | "cpu" | "cuda".
         sha256: expected checkpoint sha256 when ``model_or_path`` is a path.
     """
@@ -29,7 +29,7 @@ class MFCHGNetCalculator(Calculator):
     def __init__(
         self,
         model_or_path: MFCHGNet | str | os.PathLike,
-        fidelity: str = "hf",
+        fidelity: str | None = None,
         device: str = "auto",
         *,
         sha256: str | None = None,
@@ -47,6 +47,7 @@ class MFCHGNetCalculator(Calculator):
             raise ConfigError(
                 f"model_or_path must be an MFCHGNet or a checkpoint path, got {type(model_or_path)}"
             )
+        fidelity = self.model.fidelities[-1] if fidelity is None else fidelity
         self.model.fidelity_tensor(fidelity, 1)  # UnknownFidelityError lists the known ones
         self.fidelity = fidelity
         self.model.eval()

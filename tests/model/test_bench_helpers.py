@@ -40,7 +40,7 @@ def test_calibration_rho_is_one_for_perfectly_ranked_std():
 
 
 def test_cli_rejects_bad_arguments():
-    from mfal.cli import app
+    from flows.cli import app
 
     result = CliRunner().invoke(app, ["bench", "model", "--json", "--k", "1"])
     assert result.exit_code != 0

@@ -73,3 +73,21 @@ def test_three_fidelity_checkpoint(tmp_path, feo_cell):
     loaded = MFCHGNet.load(tmp_path / "m3.pt")
     assert loaded.fidelities == ("a", "b", "c") and loaded.magnetic_fidelities == ("c",)
     assert loaded.predict(feo_cell, "b", task="e")["e"] == model.predict(feo_cell, "b", task="e")["e"]
+
+
+def test_default_fidelity_is_the_models_target_not_a_literal(feo_cell):
+    """predict / the ASE calculator default to the model's last (target) fidelity, whatever its name."""
+    from mfal.model import MFCHGNetCalculator
+
+    model = MFCHGNet.from_pretrained(
+        fidelities=("cheap", "dft"), components="R", magnetic_fidelities=("dft",)
+    )
+    with torch.no_grad():
+        model.readouts[1].layers[0].bias.add_(0.1)  # make the two fidelities differ
+    default = model.predict(feo_cell, task="e")["e"]
+    assert (
+        default
+        == model.predict(feo_cell, "dft", task="e")["e"]
+        != model.predict(feo_cell, "cheap", task="e")["e"]
+    )
+    assert MFCHGNetCalculator(model, device="cpu").fidelity == "dft"
