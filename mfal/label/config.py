@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from mfal.errors import ConfigError
+from mfal.fidelity import DEFAULT, Fidelities
 from mfal.label import LABELERS
 from mfal.label.base import Labeler
 from mfal.label.cp2k_settings import Cp2kSettings
@@ -149,8 +150,11 @@ def parse_labeler_spec(data: Any, where: str | None = None) -> Any:
         raise ConfigError(f"{head}field {loc}: {msg}{more}".replace("\n", " ")) from err
 
 
-def build_labeler(spec: Any) -> Labeler:
-    """The labeler a spec describes (heavy imports happen here, not when the config is read)."""
+def build_labeler(spec: Any, *, fidelities: Fidelities = DEFAULT) -> Labeler:
+    """The labeler a spec describes (heavy imports happen here, not when the config is read).
+
+    ``fidelities``: the campaign's fidelity names; its magnetic ones get spin-polarized labels.
+    """
     spec = parse_labeler_spec(spec)
     module_name, cls_name = LABELERS[spec.kind]
     try:
@@ -159,10 +163,10 @@ def build_labeler(spec: Any) -> Labeler:
         raise ConfigError(f"labeler={spec.kind!r} is not available ({module_name}: {err})") from err
     cls = getattr(module, cls_name)
     if spec.kind == "cp2k":
-        return cls(spec.options)
+        return cls(spec.options, fidelities=fidelities)
     if spec.kind == "replay":
-        return cls(**spec.options.labeler_kwargs())
-    return cls(config=spec.options)
+        return cls(**spec.options.labeler_kwargs(), fidelities=fidelities)
+    return cls(config=spec.options, fidelities=fidelities)
 
 
 __all__ = [

@@ -34,12 +34,13 @@ from pydantic import ValidationError
 from pymatgen.core import Structure
 
 from mfal.errors import ConfigError, DataError, LabelError
-from mfal.fidelity import MAGNETIC_FIDELITIES, check_fidelity
+from mfal.fidelity import DEFAULT, Fidelities
 from mfal.label.cp2k_env import check_cp2k_ready
 from mfal.label.cp2k_input import (
     _clean_structure,
     electron_count,
     initial_magmoms,
+    moments_and_record,
     multiplicity,
     write_cp2k_input,
 )
@@ -63,9 +64,13 @@ class Cp2kLabeler:
         *,
         quality: QualityConfig | None = None,
         runner: Runner | None = None,
+        fidelities: Fidelities = DEFAULT,
         **overrides: Any,
     ) -> None:
-        """``settings`` (or keyword ``overrides`` of its fields); ``runner`` replaces the CP2K call (tests)."""
+        """``settings`` (or keyword ``overrides`` of its fields); ``runner`` replaces the CP2K call (tests).
+
+        ``fidelities``: the campaign's names; its magnetic ones run spin-polarized (UKS).
+        """
         base = settings.model_dump() if isinstance(settings, Cp2kSettings) else dict(settings or {})
         try:
             self.settings = Cp2kSettings(**{**base, **overrides})
@@ -73,15 +78,23 @@ class Cp2kLabeler:
             raise ConfigError(f"cp2k labeler settings: {err}") from err
         self.quality = quality or self.settings.quality
         self.runner = runner or run_cp2k_custodian
+        self.fidelities = fidelities
 
     def calc_summary(
-        self, structure: Structure, fidelity: str, magmoms: Sequence[float] | None
+        self,
+        structure: Structure,
+        fidelity: str,
+        magmoms: Sequence[float] | None,
+        record: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """FrameDoc.calc of ``structure`` at ``fidelity`` (enters frame_id); U only for elements present."""
+        """FrameDoc.calc of ``structure`` at ``fidelity`` (enters frame_id); U only for elements present.
+
+        ``record``: how the initial moments were chosen (``ordering``, ``magmom_source``), HF only.
+        """
         s = self.settings
         return {
             "code": "cp2k",
-            "ispin": 2 if fidelity in MAGNETIC_FIDELITIES else 1,
+            "ispin": 2 if self.fidelities.is_magnetic(fidelity) else 1,
             "hubbard_u": {el: u for el, u in sorted(s.hubbard_u.items()) if u and el in structure.symbol_set},
             "magmom_init": list(magmoms) if magmoms is not None else None,
             "functional": s.functional,
@@ -92,6 +105,7 @@ class Cp2kLabeler:
             "basis": s.basis,
             "eps_scf": s.eps_scf,
             "moment_method": s.moment_method,
+            **(record or {}),
         }
 
     def label(
@@ -105,7 +119,7 @@ class Cp2kLabeler:
         progress: bool = False,
     ) -> list[FrameDoc]:
         """One FrameDoc per structure, in order; task dirs under ``workdir`` (default ./cp2k_runs)."""
-        check_fidelity(fidelity)
+        self.fidelities.check(fidelity)
         data_dir = check_cp2k_ready(self.settings)
         root = Path(workdir or "cp2k_runs").resolve()
         items: Sequence[Structure] = structures
@@ -126,9 +140,9 @@ class Cp2kLabeler:
         campaign: str | None,
         round_: int | None,
     ) -> FrameDoc:
-        hf = fidelity in MAGNETIC_FIDELITIES
-        magmoms = initial_magmoms(structure, self.settings) if hf else None
-        calc = self.calc_summary(structure, fidelity, magmoms)
+        hf = self.fidelities.is_magnetic(fidelity)
+        magmoms, record = moments_and_record(structure, self.settings) if hf else (None, None)
+        calc = self.calc_summary(structure, fidelity, magmoms, record)
         frame_id = make_frame_id(structure, fidelity, calc)
         task_dir = root / f"{fidelity}_{frame_id}"
         common = {"campaign": campaign, "round": round_, "task_dir": str(task_dir), "frame_id": frame_id}
@@ -152,13 +166,15 @@ class Cp2kLabeler:
             if settings is None:
                 break
             run_dir = task_dir / f"attempt{len(attempts)}"
-            if self._finished_before(structure, fidelity, settings, run_dir, magmoms, data_dir):
+            if self._finished_before(structure, fidelity, settings, run_dir, magmoms, data_dir, hf):
                 logger.info("cp2k %s: finished run with the same input found, reusing it", run_dir)
                 wall = 0.0
             else:
                 if run_dir.exists():
                     shutil.rmtree(run_dir)
-                write_cp2k_input(structure, fidelity, settings, run_dir, magmoms=magmoms, data_dir=data_dir)
+                write_cp2k_input(
+                    structure, fidelity, settings, run_dir, magmoms=magmoms, data_dir=data_dir, magnetic=hf
+                )
                 env = {"OMP_NUM_THREADS": str(settings.omp_threads)}
                 logger.info("cp2k %s %s -> %s", fidelity, new.composition.reduced_formula, run_dir)
                 wall = self.runner(run_dir, _cmd(settings), env, settings.wall_time_limit_s + 120.0)
@@ -180,13 +196,20 @@ class Cp2kLabeler:
         run_dir: Path,
         magmoms: Sequence[float] | None,
         data_dir: Path,
+        magnetic: bool,
     ) -> bool:
         """A completed cp2k.out from the very same cp2k.inp is in ``run_dir`` (resume without paying again)."""
         if not settings.reuse_finished or not (run_dir / "cp2k.out").is_file():
             return False
         with tempfile.TemporaryDirectory() as tmp:
             fresh = write_cp2k_input(
-                structure, fidelity, settings, Path(tmp), magmoms=magmoms, data_dir=data_dir
+                structure,
+                fidelity,
+                settings,
+                Path(tmp),
+                magmoms=magmoms,
+                data_dir=data_dir,
+                magnetic=magnetic,
             )
             same = (run_dir / "cp2k.inp").is_file() and fresh.read_text() == (
                 run_dir / "cp2k.inp"
@@ -222,10 +245,10 @@ class Cp2kLabeler:
         if out is None:  # _assess sets crash when there is no output; keep mypy and readers sure
             raise LabelError(f"{att.run_dir}: no CP2K output and no crash reason")
         # problems the shared gates do not see (non-finite stress, output of another cell or spin treatment)
+        hf = self.fidelities.is_magnetic(fidelity)
         pre = _nonfinite(out) + self._consistency(
-            structure, fidelity, out, self._attempt_settings()[len(attempts) - 1]
+            structure, fidelity, out, self._attempt_settings()[len(attempts) - 1], hf
         )
-        hf = fidelity in MAGNETIC_FIDELITIES
         doc = FrameDoc.from_structure(
             structure, fidelity=fidelity, source="cp2k", calc=calc, cost=cost,
             status="quarantined" if pre else "ok", status_reason="; ".join(pre) or None,
@@ -244,6 +267,7 @@ class Cp2kLabeler:
             electronic_converged=electronic,
             ispin=2 if out.uks else 1,
             config=self.quality,
+            magnetic=hf,
         )
         reasons = pre + ([reason] if reason and status != "ok" else [])
         if reasons:
@@ -262,14 +286,13 @@ class Cp2kLabeler:
 
     @staticmethod
     def _consistency(
-        structure: Structure, fidelity: str, out: Cp2kOutput, settings: Cp2kSettings
+        structure: Structure, fidelity: str, out: Cp2kOutput, settings: Cp2kSettings, want_uks: bool
     ) -> list[str]:
         """The output belongs to this structure and settings (atom order, spin treatment, U values)."""
         reasons = []
         species = [site.specie.symbol for site in structure]
         if out.elements is not None and out.elements != species:
             reasons.append(f"atoms in {Path(out.path).name} ({len(out.elements)}) do not match the structure")
-        want_uks = fidelity in MAGNETIC_FIDELITIES
         if out.uks is not None and out.uks != want_uks:
             reasons.append(f"{fidelity} frame from a {'UKS' if out.uks else 'RKS'} run")
         wanted = {round(u, 3) for el, u in settings.hubbard_u.items() if u and el in structure.symbol_set}

@@ -14,20 +14,23 @@ from mfal.errors import ConfigError
 from mfal.fidelity import MAGNETIC_FIDELITIES
 from mfal.label.cp2k_env import pymatgen_cp2k_env, resolve_basis_and_potential
 from mfal.label.cp2k_settings import Cp2kSettings, default_data_dir
+from mfal.label.magmoms import initial_moments
 
 
 def initial_magmoms(structure: Structure, settings: Cp2kSettings) -> list[float]:
-    """HF initial moments per site (μB): the 'magmom' site property, else ``initial_moments`` + order."""
-    if "magmom" in structure.site_properties:
-        return [float(np.sum(m)) for m in structure.site_properties["magmom"]]
-    moments, n_mag = [], 0
-    for site in structure:
-        m = settings.initial_moments.get(site.specie.symbol, 0.0)
-        if m and settings.magnetic_order == "afm":
-            m = m if n_mag % 2 == 0 else -m
-        n_mag += bool(m)
-        moments.append(float(m))
-    return moments
+    """HF initial moments per site (μB): the 'magmom' site property, else ``initial_moments`` + ``ordering``."""
+    return moments_and_record(structure, settings)[0]
+
+
+def moments_and_record(structure: Structure, settings: Cp2kSettings) -> tuple[list[float], dict[str, Any]]:
+    """HF initial moments (μB) and the record for ``FrameDoc.calc`` (see :mod:`mfal.label.magmoms`)."""
+    return initial_moments(
+        structure,
+        settings.initial_moments,
+        default=0.0,
+        source=settings.magmom_source,
+        ordering=settings.ordering,
+    )
 
 
 def electron_count(structure: Structure, settings: Cp2kSettings) -> int:
@@ -134,11 +137,15 @@ def write_cp2k_input(
     *,
     magmoms: Sequence[float] | None = None,
     data_dir: Path | None = None,
+    magnetic: bool | None = None,
 ) -> Path:
-    """Write ``run_dir/cp2k.inp`` for one LF (RKS) or HF (UKS, MAGNETIZATION per KIND) single point."""
+    """Write ``run_dir/cp2k.inp`` for one LF (RKS) or HF (UKS, MAGNETIZATION per KIND) single point.
+
+    ``magnetic``: spin-polarized (UKS); default: ``fidelity`` is one of the default magnetic fidelities.
+    """
     from pymatgen.io.cp2k.sets import StaticSet
 
-    hf = fidelity in MAGNETIC_FIDELITIES
+    hf = fidelity in MAGNETIC_FIDELITIES if magnetic is None else magnetic
     if hf and magmoms is None:
         magmoms = initial_magmoms(structure, settings)
     s = _clean_structure(structure, magmoms if hf else None)

@@ -9,9 +9,10 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mfal.errors import ConfigError
+from mfal.label.magmoms import MomentSource, check_ordering
 from mfal.label.quality import QualityConfig
 
 #: valence charge q of the GTH-PBE-q{q} pseudopotential per element (CP2K data, GTH_POTENTIALS / POTENTIAL_UZH)
@@ -80,10 +81,17 @@ class Cp2kSettings(BaseModel):
         default_factory=lambda: {"Fe": 4.0, "Mn": 5.0},
         description="HF initial |m| per element (μB): high-spin Fe2+ d6 = 4, Mn2+ d5 = 5; others start at 0",
     )
-    magnetic_order: Literal["afm", "fm"] = Field(
+    magmom_source: MomentSource = Field(
+        "table",
+        description="table: |m| from initial_moments; oxidation: high-spin |m| of the guessed oxidation state "
+        "for transition metals (Fe2+ 4, Fe3+ 5, Mn2+ 5 μB), the table for the rest",
+    )
+    ordering: str = Field(
         "afm",
-        description="sign pattern of the initial moments: afm alternates over magnetic sites in site "
-        "order; a 'magmom' site property on the structure wins over both",
+        validation_alias=AliasChoices("ordering", "magnetic_order"),
+        description="collinear order of the initial moments: fm, afm (alternating over magnetic sites in site "
+        "order), afm-a/afm-b/afm-c (layered along that axis) or a sign string such as '+-+-'; a 'magmom' "
+        "site property on the structure wins (old name: magnetic_order)",
     )
     moment_method: Literal["hirshfeld", "mulliken"] = Field(
         "hirshfeld",
@@ -110,6 +118,16 @@ class Cp2kSettings(BaseModel):
             if not Element.is_valid_symbol(el):
                 raise ValueError(f"unknown element {el!r}")
         return v
+
+    @field_validator("ordering")
+    @classmethod
+    def _ordering(cls, v: str) -> str:
+        return check_ordering(v)
+
+    @property
+    def magnetic_order(self) -> str:
+        """Old name of :attr:`ordering`."""
+        return self.ordering
 
     @model_validator(mode="after")
     def _check_retry(self) -> Cp2kSettings:

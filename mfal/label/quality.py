@@ -140,8 +140,13 @@ def check_frame(
     walltime_hit: bool = False,
     ispin: int | None = None,
     config: QualityConfig | None = None,
+    magnetic: bool | None = None,
 ) -> tuple[Status, str | None]:
-    """Status and reason of one frame. ``electronic_converged`` may be a reason string (= not converged)."""
+    """Status and reason of one frame. ``electronic_converged`` may be a reason string (= not converged).
+
+    ``magnetic``: the frame's fidelity is spin-polarized (HF gates); default: its name is in the default
+    magnetic fidelities (:data:`mfal.fidelity.MAGNETIC_FIDELITIES`).
+    """
     config = config or QualityConfig()
     if doc.status == "failed":
         return "failed", doc.status_reason
@@ -162,7 +167,9 @@ def check_frame(
             reasons.append(reason)
     species = [site["species"][0]["element"] for site in doc.structure["sites"]]
     ispin = ispin if ispin is not None else doc.calc.get("ispin")
-    if doc.fidelity in MAGNETIC_FIDELITIES:
+    if magnetic is None:
+        magnetic = doc.fidelity in MAGNETIC_FIDELITIES
+    if magnetic:
         reason = check_hf_moments(doc.magmoms, species, intended_magmoms, config)
     else:
         reason = check_lf_nonmagnetic(ispin, doc.magmoms, config)

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pymatgen.core import Structure
 
 from mfal.errors import ConfigError, DataError
-from mfal.fidelity import check_fidelity
+from mfal.fidelity import DEFAULT, Fidelities
 from mfal.store.docs import FrameDoc, structure_fingerprint
 
 log = logging.getLogger(__name__)
@@ -92,8 +92,10 @@ class ReplayLabeler:
         store: Any = None,
         tol: float = 1e-3,
         only_ok: bool = False,
+        fidelities: Fidelities = DEFAULT,
     ) -> None:
         self.tol = tol
+        self.fidelities = fidelities
         self._by_fp: dict[tuple[str, str], FrameDoc] = {}
         self._by_shape: dict[tuple[str, int, str], list[FrameDoc]] = defaultdict(list)
         frames = _load(dataset, store)
@@ -140,7 +142,7 @@ class ReplayLabeler:
         round: int | None = None,
     ) -> list[FrameDoc]:
         """One FrameDoc per structure: the dataset's label (source "replay"), or failed if it is not there."""
-        check_fidelity(fidelity)
+        self.fidelities.check(fidelity)
         out = []
         for structure in structures:
             hit = self.lookup(structure, fidelity)

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pymatgen.core import Structure
 
 from mfal.errors import ConfigError, LabelError
-from mfal.fidelity import check_fidelity
+from mfal.fidelity import DEFAULT, HF, LF, Fidelities
 from mfal.label.base import labeler_config
 from mfal.label.quality import QualityConfig, check_forces
 from mfal.store.docs import FrameDoc, structure_fingerprint
@@ -47,8 +47,8 @@ class TeacherFidelity(BaseModel):
 
 def _default_fidelities() -> dict[str, TeacherFidelity]:
     return {
-        "lf": TeacherFidelity(model="0.2.0", magmoms=False, cost_ref=2 * 95.0),
-        "hf": TeacherFidelity(model="0.3.0", magmoms=True, cost_ref=2 * 135.0),
+        LF: TeacherFidelity(model="0.2.0", magmoms=False, cost_ref=2 * 95.0),
+        HF: TeacherFidelity(model="0.3.0", magmoms=True, cost_ref=2 * 135.0),
     }
 
 
@@ -102,8 +102,11 @@ class TeacherLabeler:
 
     name = "teacher"
 
-    def __init__(self, config: TeacherConfig | None = None, **options: Any) -> None:
+    def __init__(
+        self, config: TeacherConfig | None = None, *, fidelities: Fidelities = DEFAULT, **options: Any
+    ) -> None:
         self.config = labeler_config("teacher", TeacherConfig, config, options)
+        self.fidelities = fidelities
 
     def cost(self, n_atoms: int, fidelity: str) -> float:
         """Configured cost of one label of a cell with ``n_atoms`` atoms (core-seconds)."""
@@ -126,7 +129,7 @@ class TeacherLabeler:
         try:
             return self.config.fidelities[fidelity]
         except KeyError:
-            check_fidelity(fidelity)  # raises UnknownFidelityError for names outside lf/hf
+            self.fidelities.check(fidelity)  # UnknownFidelityError for names outside the campaign's
             raise ConfigError(
                 f"teacher labeler: fidelity={fidelity!r} not configured (have {sorted(self.config.fidelities)})"
             ) from None

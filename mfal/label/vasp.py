@@ -1,7 +1,8 @@
 """VASP labeler through atomate2 0.1.5: one maker pair that differs in one input set.
 
-- HF: ``MPGGAStaticMaker`` with MPStaticSet (ISPIN=2, MP +U values, LORBIT=11 for site moments, MAGMOM per site:
-  the ``magmom`` site property if set, else per-element values, default high-spin Fe 5 / Mn 5 μB, else 0.6).
+- HF: ``MPGGAStaticMaker`` with MPStaticSet (ISPIN=2, MP +U values, LORBIT=11 for site moments, MAGMOM per site
+  from :mod:`mfal.label.magmoms`: the ``magmom`` site property if set, else the per-element table (default
+  high-spin Fe 5 / Mn 5 μB, else 0.6) or the oxidation-state high-spin moment, signed by the ``ordering``).
 - LF: the same set with ``user_incar_settings={"ISPIN": 1, "LORBIT": None}`` (keeps +U, drops MAGMOM).
 
 Jobs run with jobflow ``run_locally(..., ensure_success=False)`` in a work dir (custodian handlers as atomate2 sets
@@ -18,13 +19,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pymatgen.core import Structure
 
-from mfal.errors import ConfigError, LabelError
-from mfal.fidelity import check_fidelity
+from mfal.errors import LabelError
+from mfal.fidelity import DEFAULT, Fidelities
 from mfal.label.base import labeler_config
+from mfal.label.magmoms import MomentSource, check_ordering, initial_moments, with_initial_magmoms
 from mfal.label.quality import QualityConfig
 from mfal.store.docs import FrameDoc
 
@@ -32,6 +33,14 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAGMOM: dict[str, float] = {"Fe": 5.0, "Mn": 5.0}
 DEFAULT_OTHER_MAGMOM = 0.6  # μB, pymatgen/MP default for elements without a value
+__all__ = [
+    "VaspConfig",
+    "VaspLabeler",
+    "initial_magmoms",
+    "make_vasp_maker",
+    "prepare_structure",
+    "with_initial_magmoms",
+]
 LF_INCAR_UPDATES: dict[str, Any] = {"ISPIN": 1, "LORBIT": None}
 #: job failures that mean VASP cannot run on this machine at all (raised, not recorded per frame)
 _CANNOT_RUN = ("PmgVaspPspDirError", "You do not have the right POTCAR", "No such file or directory: 'vasp")
@@ -45,6 +54,19 @@ class VaspConfig(BaseModel):
     magmom: dict[str, float] = Field(
         default_factory=lambda: dict(DEFAULT_MAGMOM),
         description="initial HF moment per element (μB); the 'magmom' site property wins where set",
+    )
+    default_magmom: float = Field(
+        DEFAULT_OTHER_MAGMOM, description="initial HF moment (μB) of elements not in the table (MP: 0.6)"
+    )
+    magmom_source: MomentSource = Field(
+        "table",
+        description="table: |m| from `magmom`; oxidation: high-spin |m| of the guessed oxidation state for "
+        "transition metals (Fe2+ 4, Fe3+ 5, Mn2+ 5 μB), the table for the rest",
+    )
+    ordering: str = Field(
+        "fm",
+        description="collinear order of the initial moments: fm, afm (alternating in site order), "
+        "afm-a/afm-b/afm-c (layered along that axis) or a sign string such as '+-+-' per magnetic site",
     )
     user_incar_settings: dict[str, Any] = Field(
         default_factory=dict, description="extra INCAR updates (both)"
@@ -60,37 +82,30 @@ class VaspConfig(BaseModel):
         description="INCAR updates of the retry (robust all-band minimiser, more SCF steps)",
     )
 
-
-def initial_magmoms(structure: Structure, per_element: Mapping[str, float] | None = None) -> list[float]:
-    """MAGMOM per site (μB): site property ``magmom`` > ``per_element`` (default Fe 5, Mn 5) > 0.6."""
-    per_element = dict(DEFAULT_MAGMOM if per_element is None else per_element)
-    props = structure.site_properties.get("magmom")
-    out = []
-    for i, site in enumerate(structure):
-        if props is not None and props[i] is not None:
-            out.append(float(props[i]))
-        else:
-            out.append(float(per_element.get(site.specie.symbol, DEFAULT_OTHER_MAGMOM)))
-    return out
+    @field_validator("ordering")
+    @classmethod
+    def _ordering(cls, v: str) -> str:
+        return check_ordering(v)
 
 
-def with_initial_magmoms(
-    structure: Structure, magmoms: Sequence[float], *, keep_signs: bool = True
-) -> Structure:
-    """Copy of ``structure`` with the ``magmom`` site property set from ``magmoms`` (μB), e.g. a model's prediction.
+def initial_magmoms(
+    structure: Structure, per_element: Mapping[str, float] | None = None, config: VaspConfig | None = None
+) -> list[float]:
+    """MAGMOM per site (μB): site property ``magmom`` > ``per_element`` (default Fe 5, Mn 5) > 0.6.
 
-    CHGNet predicts |m| only; with ``keep_signs`` the signs of an existing ``magmom`` property (e.g. an AFM
-    order) are kept and only the magnitudes are taken from ``magmoms``.
+    With ``config``: its table, default, source and ordering (see :mod:`mfal.label.magmoms`).
     """
-    new = np.abs(np.asarray(magmoms, dtype=float)) if keep_signs else np.asarray(magmoms, dtype=float)
-    if len(new) != len(structure):
-        raise ConfigError(f"magmoms has {len(new)} values, expected {len(structure)} sites")
-    old = structure.site_properties.get("magmom")
-    if keep_signs and old is not None:
-        new = new * np.where(np.asarray(old, dtype=float) < 0, -1.0, 1.0)
-    out = structure.copy()
-    out.add_site_property("magmom", new.tolist())
-    return out
+    return _moments(structure, per_element, config)[0]
+
+
+def _moments(
+    structure: Structure, per_element: Mapping[str, float] | None, config: VaspConfig | None
+) -> tuple[list[float], dict[str, Any]]:
+    cfg = config or VaspConfig()
+    table = dict(cfg.magmom if per_element is None else per_element)
+    return initial_moments(
+        structure, table, default=cfg.default_magmom, source=cfg.magmom_source, ordering=cfg.ordering
+    )
 
 
 def make_vasp_maker(
@@ -99,14 +114,14 @@ def make_vasp_maker(
     user_incar_settings: Mapping[str, Any] | None = None,
     user_kpoints_settings: Mapping[str, Any] | None = None,
     name: str | None = None,
+    fidelities: Fidelities = DEFAULT,
 ) -> Any:
     """The atomate2 maker of one fidelity: ``MPGGAStaticMaker`` (HF) or the same with ISPIN=1, no MAGMOM (LF)."""
     from atomate2.vasp.jobs.mp import MPGGAStaticMaker
     from pymatgen.io.vasp.sets import MPStaticSet
 
-    check_fidelity(fidelity)
     incar = dict(user_incar_settings or {})
-    if fidelity == "lf":
+    if not fidelities.is_magnetic(fidelity):
         incar.update(LF_INCAR_UPDATES)
     generator = MPStaticSet(
         force_gamma=True,
@@ -119,15 +134,33 @@ def make_vasp_maker(
 
 
 def prepare_structure(
-    structure: Structure, fidelity: str, magmom: Mapping[str, float] | None = None
+    structure: Structure,
+    fidelity: str,
+    magmom: Mapping[str, float] | None = None,
+    *,
+    config: VaspConfig | None = None,
+    fidelities: Fidelities = DEFAULT,
 ) -> Structure:
     """HF: a copy with the ``magmom`` site property filled in; LF: a copy without it."""
+    return _prepare(structure, fidelity, magmom, config, fidelities)[0]
+
+
+def _prepare(
+    structure: Structure,
+    fidelity: str,
+    magmom: Mapping[str, float] | None,
+    config: VaspConfig | None,
+    fidelities: Fidelities,
+) -> tuple[Structure, dict[str, Any]]:
+    """The prepared structure and what enters ``FrameDoc.calc`` (ordering and source of the moments)."""
     out = structure.copy()
     if "magmom" in out.site_properties:
         out.remove_site_property("magmom")
-    if fidelity == "hf":
-        out.add_site_property("magmom", initial_magmoms(structure, magmom))
-    return out
+    if not fidelities.is_magnetic(fidelity):
+        return out, {}
+    moments, record = _moments(structure, magmom, config)
+    out.add_site_property("magmom", moments)
+    return out, record
 
 
 def _job_error_handler() -> tuple[logging.Handler, list[str]]:
@@ -159,8 +192,11 @@ class VaspLabeler:
 
     name = "vasp"
 
-    def __init__(self, config: VaspConfig | None = None, **options: Any) -> None:
+    def __init__(
+        self, config: VaspConfig | None = None, *, fidelities: Fidelities = DEFAULT, **options: Any
+    ) -> None:
         self.config = labeler_config("vasp", VaspConfig, config, options)
+        self.fidelities = fidelities
 
     def maker(self, fidelity: str, *, retry: bool = False) -> Any:
         """The atomate2 maker used for ``fidelity`` (``retry``: with ``retry_incar_settings`` on top)."""
@@ -172,6 +208,7 @@ class VaspLabeler:
             user_incar_settings=incar,
             user_kpoints_settings=self.config.user_kpoints_settings,
             name=f"mfal {fidelity} static" + (" retry" if retry else ""),
+            fidelities=self.fidelities,
         )
 
     def label(
@@ -188,7 +225,7 @@ class VaspLabeler:
         A quarantined result (SCF at NELM, walltime stop, collapsed moments, ...) gets one retry with
         ``retry_incar_settings``; its cost adds to the first attempt's.
         """
-        check_fidelity(fidelity)
+        self.fidelities.check(fidelity)
         root = Path(workdir or Path.cwd() / "mfal-vasp").resolve()
         root.mkdir(parents=True, exist_ok=True)
         common = {"campaign": campaign, "round": round}
@@ -217,8 +254,9 @@ class VaspLabeler:
         from jobflow import JobStore, run_locally
         from maggma.stores import MemoryStore
 
-        prepared = prepare_structure(structure, fidelity, self.config.magmom)
+        prepared, record = _prepare(structure, fidelity, None, self.config, self.fidelities)
         intended = prepared.site_properties.get("magmom")
+        common = {**common, "extra_calc": record}
         job = maker.make(prepared)
         before = set(root.glob("job_*"))
         jf_log = logging.getLogger("jobflow.managers.local")
@@ -251,7 +289,9 @@ class VaspLabeler:
     def _failed(
         self, structure: Structure, fidelity: str, reason: str, wall: float, common: dict[str, Any]
     ) -> FrameDoc:
-        calc = {"code": "vasp", "ispin": 2 if fidelity == "hf" else 1}
+        common = dict(common)
+        calc = {"code": "vasp", "ispin": 2 if self.fidelities.is_magnetic(fidelity) else 1}
+        calc.update(common.pop("extra_calc", None) or {})
         return FrameDoc.from_structure(
             structure,
             fidelity=fidelity,
@@ -290,6 +330,8 @@ class VaspLabeler:
                 campaign=common["campaign"],
                 round=common["round"],
                 task_id=task_id,
+                fidelities=self.fidelities,
+                extra_calc=common.get("extra_calc"),
             )
         except DataError as err:
             return self._failed(structure, fidelity, f"VASP output unusable: {err}", wall, common)

@@ -28,7 +28,7 @@ from monty.io import zopen
 from pymatgen.core import Structure
 
 from mfal.errors import DataError
-from mfal.fidelity import check_fidelity
+from mfal.fidelity import DEFAULT, Fidelities
 from mfal.label.quality import QualityConfig, apply_quality, check_electronic
 from mfal.store.docs import FrameDoc, FrameSource, make_frame_id
 
@@ -212,20 +212,24 @@ def _step_energy(step: dict[str, Any]) -> float:
 
 
 def detect_fidelity(
-    ispin: int, moments: Sequence[np.ndarray | None], structure: Structure, quality: QualityConfig
+    ispin: int,
+    moments: Sequence[np.ndarray | None],
+    structure: Structure,
+    quality: QualityConfig,
+    fidelities: Fidelities = DEFAULT,
 ) -> str:
-    """hf for a spin-polarized run (ISPIN=2), lf for ISPIN=1.
+    """The high fidelity (hf) for a spin-polarized run (ISPIN=2), the low one (lf) for ISPIN=1.
 
     A spin-polarized run of a cell without magnetic elements whose moments all vanish (≤ ``lf_max_moment``)
     is physically a non-magnetic calculation and is taken as lf.
     """
     if ispin != 2:
-        return "lf"
+        return fidelities.low
     known = [m for m in moments if m is not None]
     has_magnetic = any(el.symbol in quality.min_moment for el in structure.composition.elements)
     if known and not has_magnetic and all(np.abs(m).max() <= quality.lf_max_moment for m in known):
-        return "lf"
-    return "hf"
+        return fidelities.low
+    return fidelities.high
 
 
 def parse_vasp_dir(
@@ -237,6 +241,8 @@ def parse_vasp_dir(
     quality: QualityConfig | None = None,
     require_outcar: bool = False,
     cost: float | None = None,
+    fidelities: Fidelities = DEFAULT,
+    extra_calc: dict[str, Any] | None = None,
     **fields: Any,
 ) -> list[FrameDoc]:
     """Frames of one VASP run directory (or its vasprun file): one FrameDoc per ionic step.
@@ -247,7 +253,8 @@ def parse_vasp_dir(
     ``require_outcar=True`` a DataError names the missing file. ``cost`` (core-seconds of the whole run; default
     from the OUTCAR: elapsed time × cores) is spread evenly over the frames. ``frame_id`` hashes structure, fidelity, calc and the ionic-step index, so
     re-importing a run gives the same ids. Other ``fields`` (campaign, round, task_id, ...) go into every FrameDoc.
-    A missing/truncated/corrupt vasprun raises :class:`DataError` naming the file.
+    ``fidelities`` gives the names (and which are spin-polarized); ``extra_calc`` (e.g. the labeler's ``ordering``)
+    is merged into every frame's ``calc``. A missing/truncated/corrupt vasprun raises :class:`DataError` naming the file.
     """
     quality = quality or QualityConfig()
     directory = _vasp_dir(Path(path))
@@ -259,7 +266,7 @@ def parse_vasp_dir(
     if not steps:
         raise DataError(f"{vasprun_path}: no ionic steps (run crashed before the first step?)")
 
-    calc = calc_summary(vrun)
+    calc = {**calc_summary(vrun), **(extra_calc or {})}
     ispin = calc["ispin"]
     n_sites = len(steps[0]["structure"])
     outcar = find_file(directory, "OUTCAR")
@@ -273,10 +280,8 @@ def parse_vasp_dir(
         moments = [None] * len(steps)
 
     if fidelity == "auto":
-        fidelity = detect_fidelity(ispin, moments, steps[-1]["structure"], quality)
-    else:
-        check_fidelity(fidelity)
-    magnetic = fidelity == "hf"
+        fidelity = detect_fidelity(ispin, moments, steps[-1]["structure"], quality, fidelities)
+    magnetic = fidelities.is_magnetic(fidelity)
     if intended_magmoms is None and magnetic:
         intended_magmoms = calc["magmom_init"]
     if intended_magmoms is not None and len(intended_magmoms) != n_sites:
@@ -318,6 +323,7 @@ def parse_vasp_dir(
             walltime_hit=walltime and last,
             ispin=ispin,
             config=quality,
+            magnetic=magnetic,
         )
         if magnetic and step_moments is None and doc.status == "ok":
             # no table for this step (only the last step had one): the spin state is unverifiable
