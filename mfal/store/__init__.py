@@ -1,20 +1,28 @@
-"""Training-data store: FrameDoc/RoundDoc documents, maggma-backed FrameStore, extxyz/JSON export.
+"""Training-data store: FrameDoc/RoundDoc documents, a FrameStore on maggma stores, extxyz/JSON export.
 
+Modules: ``docs`` (FrameDoc, RoundDoc), ``validate`` (what a usable structure/label is), ``frames``
+(FrameStore on maggma's Store API), ``backends`` (open_store: embedded, mongo, memory), ``embedded``
+(montydb/sqlite specifics), ``locking``, ``blobs``, ``config``, ``extxyz``, ``jsonio``, ``importer``.
 Heavy backends (maggma, montydb, pymongo) are imported when a store is opened.
 """
 
 from __future__ import annotations
 
+from mfal.store.backends import open_store
 from mfal.store.config import StoreConfig, resolve_store_config
-from mfal.store.docs import FrameDoc, RoundDoc, make_frame_id
-from mfal.store.frames import FrameStore, open_store
+from mfal.store.docs import FrameDoc, RoundDoc, make_frame_id, structure_fingerprint
+from mfal.store.frames import FrameStore
+from mfal.store.validate import check_finite, validate_structure
 
 __all__ = [
     "FrameDoc",
     "FrameStore",
     "RoundDoc",
     "StoreConfig",
+    "check_finite",
     "make_frame_id",
     "open_store",
     "resolve_store_config",
+    "structure_fingerprint",
+    "validate_structure",
 ]

@@ -7,8 +7,10 @@ or put in a repr or an error message (see :func:`redact_uri`).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,6 +18,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mfal.errors import ConfigError, StoreError
+
+logger = logging.getLogger(__name__)
 
 #: file that marks a directory as an initialised embedded mfal store
 STORE_MARKER = ".mfal-store.json"
@@ -88,6 +92,7 @@ class StoreConfig(BaseModel):
         if uri:
             return uri
         if self.uri_file is not None:
+            check_private_file(self.uri_file.expanduser(), "uri_file")
             try:
                 text = self.uri_file.expanduser().read_text().strip()
             except OSError as err:
@@ -98,6 +103,22 @@ class StoreConfig(BaseModel):
         raise ConfigError(
             f"mongo store: environment variable {self.uri_env} is not set and no uri_file is configured"
         )
+
+
+def check_private_file(path: Path, what: str) -> str | None:
+    """Warn (and return the warning) if ``path`` is readable or writable by group/others: it holds a password."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None  # reading it reports the problem
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        msg = (
+            f"{what} {path} is accessible by other users (mode {stat.S_IMODE(mode):04o}); "
+            f"it may hold a database password: run chmod 600 {path}"
+        )
+        logger.warning(msg)
+        return msg
+    return None
 
 
 _CRED_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://)[^@/\s]*@")

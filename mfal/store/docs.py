@@ -16,7 +16,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pymatgen.core import Structure
 
+from mfal.errors import DataError
 from mfal.fidelity import DEFAULT_FIDELITIES, fidelity_index
+from mfal.store.validate import check_finite, structure_from_dict, validate_structure
 
 FrameStatus = Literal["ok", "failed", "quarantined"]
 FrameSource = Literal["vasp", "cp2k", "teacher", "replay", "import"]
@@ -67,6 +69,9 @@ class FrameDoc(BaseModel):
 
     frame_id: str = Field(description="hash of rounded structure + fidelity + calc settings")
     structure: dict[str, Any] = Field(description="pymatgen Structure.as_dict()")
+    structure_id: str = Field(
+        "", description="structure fingerprint (structure_fingerprint); derived from the structure, indexed"
+    )
     formula: str = Field("", description="reduced formula")
     elements: list[str] = Field(default_factory=list, description="sorted element symbols")
     nsites: int = Field(0, description="number of sites")
@@ -89,8 +94,17 @@ class FrameDoc(BaseModel):
 
     @model_validator(mode="after")
     def _derive(self) -> FrameDoc:
-        s = self.get_structure()
+        where = f"frame {self.frame_id}"
+        try:
+            s = structure_from_dict(self.structure, where)
+            validate_structure(s, where)
+            check_finite(self.cost, "cost", where)
+        except DataError as err:
+            raise ValueError(str(err)) from None
         n = len(s)
+        self.structure_id = structure_fingerprint(
+            s
+        )  # always derived: a stale or foreign id never joins wrongly
         if not self.formula:
             self.formula = s.composition.reduced_formula
         if not self.elements:

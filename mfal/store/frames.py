@@ -1,15 +1,9 @@
-"""The frame store: FrameDocs, RoundDocs and binary blobs on maggma stores.
+"""FrameStore: FrameDocs, RoundDocs and blobs on any maggma ``Store`` (public API only).
 
-Backends (see :class:`~mfal.store.config.StoreConfig`):
-
-- ``embedded``: maggma ``MontyStore`` (montydb on sqlite) in a directory, blobs as files in ``<dir>/blobs``.
-  montydb's sharp edges are handled here: collections are created once (under a file lock) before first use,
-  ``connect()`` is serialised by a file lock, every write batch holds a write lock (one writer at a time; readers
-  run concurrently and retry on sqlite's "database is locked"), ``remove_docs({})`` is never called, and keys
-  with dots or a leading ``$`` are rejected. montydb ignores unique indexes, so the document ``_id`` is the
-  ``frame_id``: sqlite's primary key then makes a duplicate impossible.
-- ``mongo``: maggma ``MongoStore`` for documents, ``GridFSStore`` for blobs (checkpoints, big arrays).
-- ``memory``: maggma ``MemoryStore`` (mongomock), blobs in a dict; for tests.
+It uses ``connect/query/query_one/update/count/distinct/close`` of the stores it is given, so ``MemoryStore``
+(tests), ``MontyStore`` (embedded default, see :mod:`mfal.store.embedded`) and ``MongoStore`` + ``GridFSStore``
+(clusters) all plug in; :func:`mfal.store.backends.open_store` builds one. The document ``_id`` is the
+``frame_id`` (``"<campaign>:<round>"`` for rounds), so an upsert can never duplicate a frame.
 
 Documents that fail validation or exceed MongoDB's 16 MB limit raise :class:`~mfal.errors.StoreError` before
 anything of their batch is written (maggma's own ``update`` would log and skip them).
@@ -18,87 +12,30 @@ anything of their batch is written (maggma's own ``update`` would log and skip t
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
-import os
-import re
 import sqlite3
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from mfal.errors import ConfigError, StoreError
-from mfal.store.config import STORE_MARKER, StoreConfig, redact_uri, resolve_store_config
+from mfal.errors import StoreError
+from mfal.store.blobs import BlobBackend, check_key, sha256_hex, verified
 from mfal.store.docs import FrameDoc, RoundDoc
+from mfal.store.locking import WriteLock, is_read_only_error, network_fs_type, retry_locked
+
+__all__ = ["FRAME_INDEXES", "MAX_DOC_BYTES", "FrameStore", "network_fs_type"]
 
 logger = logging.getLogger(__name__)
-
 T = TypeVar("T")
 
 #: MongoDB's BSON document size limit (bytes)
 MAX_DOC_BYTES = 16 * 1024 * 1024
 #: indexed FrameDoc fields (``_id`` = frame_id is unique by construction)
-FRAME_INDEXES = ("frame_id", "fidelity", "status", "round", "elements", "source", "campaign")
-NETWORK_FS = (
-    "nfs",
-    "nfs4",
-    "cifs",
-    "smb",
-    "smbfs",
-    "smb3",
-    "lustre",
-    "gpfs",
-    "fuse.sshfs",
-    "afs",
-    "9p",
-    "ceph",
-)
-_BLOB_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/]*$")
-_RETRIES = 30
-
-
-def _is_locked_error(err: BaseException) -> bool:
-    return isinstance(err, sqlite3.OperationalError) and "locked" in str(err).lower()
-
-
-def _retry_locked(fn: Callable[[], T], what: str) -> T:
-    """Run ``fn``, retrying a bounded number of times on sqlite's "database is locked"/"busy"."""
-    delay = 0.02
-    for attempt in range(_RETRIES):
-        try:
-            return fn()
-        except sqlite3.OperationalError as err:
-            if not _is_locked_error(err) or attempt == _RETRIES - 1:
-                raise StoreError(f"{what}: sqlite error: {err}") from err
-            logger.debug("%s: database is locked, retry %d", what, attempt + 1)
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.5)
-    raise StoreError(f"{what}: database stayed locked")  # pragma: no cover - loop always returns or raises
-
-
-def network_fs_type(path: str | Path, mounts_file: str | Path = "/proc/mounts") -> str | None:
-    """File-system type of ``path`` if it is a network file system (per ``mounts_file``), else None."""
-    try:
-        mounts = Path(mounts_file).read_text().splitlines()
-    except OSError:
-        return None
-    target = os.path.realpath(path)
-    best, best_type = "", None
-    for line in mounts:
-        parts = line.split()
-        if len(parts) < 3:
-            continue
-        mnt = parts[1].replace("\\040", " ")
-        if (target == mnt or target.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
-            best, best_type = mnt, parts[2]
-    if best_type and (best_type in NETWORK_FS or best_type.startswith(("nfs", "fuse.sshfs"))):
-        return best_type
-    return None
+FRAME_INDEXES = ("frame_id", "structure_id", "fidelity", "status", "round", "elements", "source", "campaign")
+#: frames written per store call (bounds memory and the size of one sqlite transaction)
+WRITE_CHUNK = 500
 
 
 def _bad_key(obj: Any, path: str = "") -> str | None:
@@ -125,17 +62,20 @@ def _doc_size(doc: dict) -> int:
     return len(bson.encode(doc))
 
 
-def _frame_to_doc(frame: Any, i: int) -> dict:
-    """Validated Mongo document of a FrameDoc (or dict); StoreError naming the frame on any problem."""
+def _first_lines(err: Exception) -> str:
+    return " ".join(m.strip() for m in str(err).splitlines()[:3])
+
+
+def frame_to_doc(frame: Any, i: int) -> dict:
+    """Validated store document of a FrameDoc (or dict); StoreError naming the frame on any problem."""
     try:
         data = frame.model_dump() if isinstance(frame, FrameDoc) else frame
-        # re-validate: pydantic does not validate on attribute assignment
-        doc_model = FrameDoc.model_validate(data)
+        doc_model = FrameDoc.model_validate(data)  # again: pydantic does not validate attribute assignment
     except (ValidationError, ValueError, TypeError) as err:
         fid = getattr(frame, "frame_id", None) or (frame.get("frame_id") if isinstance(frame, dict) else None)
-        msg = str(err).splitlines()
-        detail = " ".join(m.strip() for m in msg[:3])
-        raise StoreError(f"frame #{i} ({fid or 'no frame_id'}) failed validation: {detail}") from err
+        raise StoreError(
+            f"frame #{i} ({fid or 'no frame_id'}) failed validation: {_first_lines(err)}"
+        ) from err
     doc = doc_model.model_dump(mode="json")
     bad = _bad_key(doc)
     if bad:
@@ -149,7 +89,7 @@ def _frame_to_doc(frame: Any, i: int) -> dict:
     return doc
 
 
-def _criteria(
+def criteria(
     *,
     fidelity: str | Sequence[str] | None = None,
     status: str | Sequence[str] | None = None,
@@ -158,14 +98,12 @@ def _criteria(
     source: str | Sequence[str] | None = None,
     campaign: str | Sequence[str] | None = None,
     frame_ids: Iterable[str] | None = None,
+    structure_id: str | Iterable[str] | None = None,
 ) -> dict[str, Any]:
     """Mongo filter from query arguments; a sequence means "any of"; ``elements`` means "all present"."""
 
     def any_of(v: Any) -> Any:
-        if isinstance(v, str | int):
-            return v
-        values = list(v)
-        return {"$in": values}
+        return v if isinstance(v, str | int) else {"$in": list(v)}
 
     crit: dict[str, Any] = {}
     for name, value in (
@@ -174,6 +112,7 @@ def _criteria(
         ("round", round),
         ("source", source),
         ("campaign", campaign),
+        ("structure_id", structure_id),
     ):
         if value is not None:
             crit[name] = any_of(value)
@@ -187,95 +126,24 @@ def _criteria(
     return crit
 
 
-class _BlobBackend:
-    def put(self, key: str, data: bytes, sha: str) -> None:
-        raise NotImplementedError
-
-    def get(self, key: str) -> bytes:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
-
-
-class _DirBlobs(_BlobBackend):
-    """Blobs as files under a directory (written atomically)."""
-
-    def __init__(self, root: Path):
-        self.root = root
-
-    def put(self, key: str, data: bytes, sha: str) -> None:
-        path = self.root / key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
-
-    def get(self, key: str) -> bytes:
-        try:
-            return (self.root / key).read_bytes()
-        except FileNotFoundError:
-            raise StoreError(f"blob {key!r} not found in {self.root}") from None
-
-
-class _DictBlobs(_BlobBackend):
-    def __init__(self) -> None:
-        self.data: dict[str, bytes] = {}
-
-    def put(self, key: str, data: bytes, sha: str) -> None:
-        self.data[key] = bytes(data)
-
-    def get(self, key: str) -> bytes:
-        try:
-            return self.data[key]
-        except KeyError:
-            raise StoreError(f"blob {key!r} not found in the memory store") from None
-
-
-class _GridFSBlobs(_BlobBackend):
-    """Blobs in GridFS through maggma's GridFSStore (its connection; raw bytes via its GridFS handle)."""
-
-    def __init__(self, store: Any):
-        self.store = store
-
-    def put(self, key: str, data: bytes, sha: str) -> None:
-        fs = self.store._collection
-        fs.put(data, filename=key, metadata={"key": key, "sha256": sha})
-        files = self.store._files_collection
-        old = files.find({"filename": key}, ["_id"]).sort("uploadDate", -1).skip(1)
-        for fdoc in list(old):
-            fs.delete(fdoc["_id"])
-
-    def get(self, key: str) -> bytes:
-        import gridfs
-
-        try:
-            return self.store._collection.get_last_version(filename=key).read()
-        except gridfs.errors.NoFile:
-            raise StoreError(
-                f"blob {key!r} not found in GridFS bucket {self.store.collection_name!r}"
-            ) from None
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.store._coll = None
-
-
 class FrameStore:
     """FrameDocs, RoundDocs and blobs behind one API (use as a context manager or call :meth:`close`).
 
-    Build it with :func:`open_store`. ``frames``/``rounds`` are connected maggma stores.
+    ``frames``/``rounds``: connected maggma Stores with ``key="_id"``. ``write_lock``: serialises writers of an
+    embedded store. ``read_only``: why the store cannot be written (None: writable); every write then fails
+    with one StoreError line naming the store.
     """
 
     def __init__(
         self,
         frames: Any,
         rounds: Any,
-        blobs: _BlobBackend,
+        blobs: BlobBackend,
         *,
         kind: str,
         location: str,
-        write_lock: Any = None,
+        write_lock: WriteLock | None = None,
+        read_only: str | None = None,
     ):
         self._frames = frames
         self._rounds = rounds
@@ -283,6 +151,7 @@ class FrameStore:
         self.kind = kind
         self.location = location
         self._write_lock = write_lock
+        self._read_only = read_only
         self._closed = False
 
     def __repr__(self) -> str:
@@ -295,24 +164,47 @@ class FrameStore:
         self.close()
 
     # -- helpers -------------------------------------------------------------------------------------------
+    @property
+    def read_only(self) -> str | None:
+        """Why the store cannot be written, or None if it can."""
+        if self._write_lock is not None and self._write_lock.read_only:
+            return self._write_lock.read_only
+        return self._read_only
+
+    def _refusal(self, what: str) -> StoreError:
+        return StoreError(f"store {self.location} is read-only ({self.read_only}): cannot {what}")
+
+    def check_writable(self, what: str = "write") -> None:
+        """StoreError naming the store if it cannot be written (call it before spending compute)."""
+        if self.read_only:
+            raise self._refusal(what)
+
     @contextlib.contextmanager
-    def _writing(self) -> Iterator[None]:
+    def _writing(self, what: str) -> Iterator[None]:
+        self.check_writable(what)
         if self._write_lock is None:
             yield
             return
-        import filelock
+        with self._write_lock.hold(what):
+            yield
 
+    def _call(self, fn: Callable[[], T], what: str) -> T:
+        """A store call with sqlite's lock retries; a read-only database becomes one StoreError line."""
         try:
-            with self._write_lock:
-                yield
-        except filelock.Timeout as err:
-            raise StoreError(
-                f"{self.location}: timed out waiting for the store write lock {err.lock_file}"
-            ) from err
+            return retry_locked(fn, f"{self.location}: {what}")
+        except StoreError as err:
+            if isinstance(err.__cause__, sqlite3.OperationalError) and is_read_only_error(err.__cause__):
+                self._read_only = "the database files are not writable"
+                raise self._refusal(what) from None
+            raise
+        except OSError as err:
+            if is_read_only_error(err):
+                self._read_only = err.strerror or "permission denied"
+                raise self._refusal(what) from None
+            raise StoreError(f"{self.location}: {what}: {err.strerror or err}") from None
 
-    def _find(self, store: Any, criteria: dict, projection: dict | None = None) -> list[dict]:
-        coll = store._collection
-        return _retry_locked(lambda: list(coll.find(criteria, projection)), f"{self.location}: query")
+    def _query(self, store: Any, crit: dict, properties: list[str] | None = None) -> list[dict]:
+        return self._call(lambda: list(store.query(criteria=crit, properties=properties)), "query")
 
     # -- frames --------------------------------------------------------------------------------------------
     def upsert_frames(self, frames: Iterable[FrameDoc]) -> int:
@@ -323,65 +215,50 @@ class FrameStore:
         """
         docs: dict[str, dict] = {}
         for i, frame in enumerate(frames):
-            doc = _frame_to_doc(frame, i)
+            doc = frame_to_doc(frame, i)
             docs[doc["_id"]] = doc  # the same frame twice in one batch: last wins
         if not docs:
             return 0
-        coll = self._frames._collection
-        with self._writing():
-            existing = {d["_id"]: d for d in self._find(self._frames, {"_id": {"$in": list(docs)}})}
-            fresh = [doc for fid, doc in docs.items() if fid not in existing]
-            changed = []
-            for fid, old in existing.items():
-                doc = docs[fid]
-                doc["created_at"] = old.get(
-                    "created_at", doc["created_at"]
-                )  # first time the frame was stored
-                if doc != old:
-                    changed.append(doc)
-            if fresh:  # one transaction; _id = frame_id, so a duplicate cannot slip in
-                _retry_locked(lambda: coll.insert_many(fresh), f"{self.location}: insert {len(fresh)} frames")
-            for doc in changed:  # identical re-upserts write nothing
-                _retry_locked(
-                    lambda doc=doc: coll.replace_one({"_id": doc["_id"]}, doc, upsert=True),
-                    f"{self.location}: replace frame {doc['_id']}",
-                )
-        new = len(docs) - len(existing)
+        ids = list(docs)
+        new = 0
+        with self._writing(f"write {len(ids)} frames"):
+            for start in range(0, len(ids), WRITE_CHUNK):
+                chunk = ids[start : start + WRITE_CHUNK]
+                existing = {d["_id"]: d for d in self._query(self._frames, {"_id": {"$in": chunk}})}
+                to_write = []
+                for fid in chunk:
+                    doc, old = docs[fid], existing.get(fid)
+                    if old is not None:
+                        doc["created_at"] = old.get("created_at", doc["created_at"])  # first time stored
+                        if doc == old:
+                            continue  # identical re-upserts write nothing
+                    to_write.append(doc)
+                if to_write:
+                    self._call(
+                        lambda w=to_write: self._frames.update(w, key="_id"), f"write {len(to_write)} frames"
+                    )
+                new += len(chunk) - len(existing)
         logger.info("%s: upserted %d frames (%d new)", self.location, len(docs), new)
         return new
 
-    def query_frames(
-        self,
-        *,
-        fidelity: str | Sequence[str] | None = None,
-        status: str | Sequence[str] | None = None,
-        round: int | Sequence[int] | None = None,  # noqa: A002
-        elements: str | Sequence[str] | None = None,
-        source: str | Sequence[str] | None = None,
-        campaign: str | Sequence[str] | None = None,
-        frame_ids: Iterable[str] | None = None,
-    ) -> list[FrameDoc]:
-        """Frames matching all given filters (a sequence = any of; ``elements`` = all present), in insertion
-        order (``created_at``, then ``frame_id``)."""
-        crit = _criteria(
-            fidelity=fidelity,
-            status=status,
-            round=round,
-            elements=elements,
-            source=source,
-            campaign=campaign,
-            frame_ids=frame_ids,
-        )
-        docs = self._find(self._frames, crit)
+    def _to_frames(self, docs: list[dict]) -> list[FrameDoc]:
         out = []
         for d in docs:
             d.pop("_id", None)
             try:
-                out.append(FrameDoc.model_validate(d))
+                out.append(FrameDoc.model_validate(d))  # fills structure_id of docs stored without it
             except ValidationError as err:
+                fid = d.get("frame_id")
                 raise StoreError(
-                    f"{self.location}: stored frame {d.get('frame_id')} is invalid: {err}"
+                    f"{self.location}: stored frame {fid} is invalid: {_first_lines(err)}"
                 ) from err
+        return out
+
+    def query_frames(self, **filters: Any) -> list[FrameDoc]:
+        """Frames matching all filters of :func:`criteria` (``fidelity``, ``status``, ``round``, ``elements``,
+        ``source``, ``campaign``, ``frame_ids``, ``structure_id``; a sequence = any of; ``elements`` = all
+        present), in insertion order (``created_at``, then ``frame_id``)."""
+        out = self._to_frames(self._query(self._frames, criteria(**filters)))
         out.sort(key=lambda f: (f.created_at, f.frame_id))
         return out
 
@@ -393,20 +270,49 @@ class FrameStore:
 
     def count(self, **filters: Any) -> int:
         """Number of frames matching the filters of :meth:`query_frames`."""
-        crit = _criteria(**filters)
-        coll = self._frames._collection
-        return _retry_locked(lambda: coll.count_documents(crit), f"{self.location}: count")
+        crit = criteria(**filters)
+        return self._call(lambda: self._frames.count(crit), "count")
 
     def frame_ids(self, **filters: Any) -> set[str]:
         """frame_ids of frames matching the filters of :meth:`query_frames`."""
-        return {d["_id"] for d in self._find(self._frames, _criteria(**filters), {"_id": 1})}
+        return {d["_id"] for d in self._query(self._frames, criteria(**filters), ["_id"])}
+
+    def structure_ids(self, **filters: Any) -> set[str]:
+        """Distinct structure fingerprints of the frames matching the filters of :meth:`query_frames`."""
+        docs = self._query(self._frames, criteria(**filters), ["structure_id"])
+        out = {d["structure_id"] for d in docs if d.get("structure_id")}
+        legacy = [d["_id"] for d in docs if not d.get("structure_id")]  # stored before structure_id existed
+        if legacy:
+            out |= {
+                f.structure_id for f in self._to_frames(self._query(self._frames, {"_id": {"$in": legacy}}))
+            }
+        return out
 
     def counts_by(self, fields: Sequence[str] = ("fidelity", "status"), **filters: Any) -> dict[tuple, int]:
         """Frame counts grouped by ``fields``: ``{(value_1, value_2, ...): n}`` (missing field -> None)."""
         fields = tuple(fields)
-        docs = self._find(self._frames, _criteria(**filters), {f: 1 for f in fields})
+        docs = self._query(self._frames, criteria(**filters), list(fields))
         counter: Counter[tuple] = Counter(tuple(d.get(f) for f in fields) for d in docs)
         return dict(sorted(counter.items(), key=lambda kv: tuple(str(v) for v in kv[0])))
+
+    def missing_structure_ids(self) -> int:
+        """Number of stored frames written before ``structure_id`` existed."""
+        return self._call(lambda: self._frames.count({"structure_id": {"$exists": False}}), "count")
+
+    def backfill_structure_ids(self) -> int:
+        """Store ``structure_id`` on frames written before it existed (so the index finds them); returns how
+        many were updated."""
+        docs = self._query(self._frames, {"structure_id": {"$exists": False}})
+        if not docs:
+            return 0
+        frames = self._to_frames(docs)
+        fixed = [f.model_dump(mode="json") | {"_id": f.frame_id} for f in frames]
+        with self._writing("add structure ids"):
+            for start in range(0, len(fixed), WRITE_CHUNK):
+                part = fixed[start : start + WRITE_CHUNK]
+                self._call(lambda p=part: self._frames.update(p, key="_id"), "add structure ids")
+        logger.info("%s: added structure_id to %d frames stored before it existed", self.location, len(fixed))
+        return len(fixed)
 
     # -- rounds --------------------------------------------------------------------------------------------
     def upsert_round(self, doc: RoundDoc) -> None:
@@ -414,7 +320,7 @@ class FrameStore:
         try:
             doc = RoundDoc.model_validate(doc.model_dump() if isinstance(doc, RoundDoc) else doc)
         except ValidationError as err:
-            raise StoreError(f"round document failed validation: {err}") from err
+            raise StoreError(f"round document failed validation: {_first_lines(err)}") from err
         data = doc.model_dump(mode="json")
         bad = _bad_key(data)
         if bad:
@@ -422,39 +328,46 @@ class FrameStore:
         data["_id"] = f"{doc.campaign}:{doc.round}"
         if _doc_size(data) > MAX_DOC_BYTES:
             raise StoreError(f"round {data['_id']}: document above MongoDB's 16 MB limit")
-        coll = self._rounds._collection
-        with self._writing():
-            _retry_locked(
-                lambda: coll.replace_one({"_id": data["_id"]}, data, upsert=True),
-                f"{self.location}: upsert round {data['_id']}",
-            )
+        with self._writing(f"write round {data['_id']}"):
+            self._call(lambda: self._rounds.update([data], key="_id"), f"upsert round {data['_id']}")
 
     def rounds(self, campaign: str | None = None) -> list[RoundDoc]:
         """RoundDocs of ``campaign`` (all campaigns if None), ordered by campaign and round."""
-        crit = {} if campaign is None else {"campaign": campaign}
-        docs = self._find(self._rounds, crit)
+        docs = self._query(self._rounds, {} if campaign is None else {"campaign": campaign})
         out = []
         for d in docs:
             d.pop("_id", None)
-            out.append(RoundDoc.model_validate(d))
+            try:
+                out.append(RoundDoc.model_validate(d))
+            except ValidationError as err:
+                raise StoreError(f"{self.location}: stored round is invalid: {_first_lines(err)}") from err
         return sorted(out, key=lambda r: (r.campaign, r.round))
 
     # -- blobs ---------------------------------------------------------------------------------------------
     def put_blob(self, key: str, data: bytes) -> str:
         """Store ``data`` under ``key`` (replacing an older version); returns its sha256 (hex)."""
-        if not isinstance(key, str) or not _BLOB_KEY.match(key) or ".." in key.split("/"):
-            raise StoreError(f"blob key {key!r}: expected letters, digits, '._-/' (no leading '/', no '..')")
+        check_key(key)
         if not isinstance(data, bytes | bytearray | memoryview):
             raise StoreError(f"blob {key!r}: data must be bytes, got {type(data).__name__}")
         data = bytes(data)
-        sha = hashlib.sha256(data).hexdigest()
-        with self._writing():
-            self._blobs.put(key, data, sha)
+        sha = sha256_hex(data)
+        with self._writing(f"write blob {key!r}"):
+            self._call(lambda: self._blobs.put(key, data, sha), f"write blob {key!r}")
         return sha
 
-    def get_blob(self, key: str) -> bytes:
-        """The bytes stored under ``key`` (StoreError if there are none)."""
-        return self._blobs.get(key)
+    def get_blob(self, key: str, sha256: str | None = None) -> bytes:
+        """The bytes stored under ``key``, checked against their recorded sha256 (and ``sha256`` if given).
+
+        StoreError if there are none, or if they do not match (corrupt or a different version)."""
+        check_key(key)
+        data, recorded = self._call(lambda: self._blobs.get(key), f"read blob {key!r}")
+        verified(key, data, recorded, self.location)
+        if sha256 is not None and sha256_hex(data) != sha256:
+            raise StoreError(
+                f"blob {key!r} in {self.location}: sha256 {sha256_hex(data)[:12]}… is not the "
+                f"expected {sha256[:12]}… (another version)"
+            )
+        return data
 
     def close(self) -> None:
         """Release connections (idempotent)."""
@@ -467,137 +380,10 @@ class FrameStore:
         self._blobs.close()
 
 
-# -- factories -----------------------------------------------------------------------------------------------
-def _open_embedded(cfg: StoreConfig, create: bool = True) -> FrameStore:
-    import filelock
-    from maggma.stores import MontyStore
+def __getattr__(name: str) -> Any:
+    """``mfal.store.frames.open_store`` (moved to :mod:`mfal.store.backends`) keeps working."""
+    if name == "open_store":
+        from mfal.store.backends import open_store
 
-    root = Path(cfg.path).expanduser().resolve()  # type: ignore[arg-type]
-    if not create and not (root / STORE_MARKER).is_file():
-        raise StoreError(
-            f"no mfal store at {root} (expected a store directory made by mfal, or a campaign dir)"
-        )
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise StoreError(f"store directory {root}: cannot create ({err.strerror})") from err
-    fs = network_fs_type(root)
-    if fs:
-        logger.warning(
-            "embedded store %s is on a network file system (%s): sqlite locking is unreliable there; "
-            "use a local disk or a mongo store",
-            root,
-            fs,
-        )
-    connect_lock = filelock.FileLock(str(root / ".connect.lock"), timeout=cfg.lock_timeout)
-    write_lock = filelock.FileLock(str(root / ".write.lock"), timeout=cfg.lock_timeout)
-    stores = {
-        name: MontyStore(coll, database_path=str(root), database_name=cfg.database, key="_id")
-        for name, coll in (("frames", cfg.frames), ("rounds", cfg.rounds))
-    }
-    try:
-        with connect_lock:
-            for store in stores.values():
-                _retry_locked(store.connect, f"{root}: connect")
-            marker = root / STORE_MARKER
-            if not marker.is_file():
-                # create every collection (sqlite table) once, before any concurrent use
-                with write_lock:
-                    for store in stores.values():
-                        coll = store._collection
-                        _retry_locked(lambda coll=coll: coll.insert_one({"_id": "__init__"}), f"{root}: init")
-                        _retry_locked(lambda coll=coll: coll.delete_one({"_id": "__init__"}), f"{root}: init")
-                    meta = {"format": 1, "database": cfg.database, "collections": [cfg.frames, cfg.rounds]}
-                    tmp = marker.with_name(marker.name + ".tmp")
-                    tmp.write_text(json.dumps(meta))
-                    tmp.replace(marker)
-    except filelock.Timeout as err:
-        raise StoreError(f"store {root}: timed out waiting for lock {err.lock_file}") from err
-    return FrameStore(
-        stores["frames"],
-        stores["rounds"],
-        _DirBlobs(root / cfg.blobs),
-        kind="embedded",
-        location=str(root),
-        write_lock=write_lock,
-    )
-
-
-def _open_memory(cfg: StoreConfig) -> FrameStore:
-    from maggma.stores import MemoryStore
-
-    frames = MemoryStore(cfg.frames, key="_id")
-    rounds = MemoryStore(cfg.rounds, key="_id")
-    frames.connect()
-    rounds.connect()
-    return FrameStore(frames, rounds, _DictBlobs(), kind="memory", location=f"memory:{cfg.database}")
-
-
-def _open_mongo(cfg: StoreConfig) -> FrameStore:
-    from maggma.stores import GridFSStore, MongoStore
-
-    uri = cfg.resolve_uri()
-    origin = cfg.uri_env if os.environ.get(cfg.uri_env, "").strip() else f"uri_file {cfg.uri_file}"
-    try:
-        from pymongo import uri_parser
-
-        if not uri.startswith(("mongodb://", "mongodb+srv://")):
-            raise ValueError("expected a URI starting with mongodb:// or mongodb+srv://")
-        if uri.startswith("mongodb://"):  # (+srv would need a DNS lookup here)
-            uri_parser.parse_uri(uri, validate=True)
-    except Exception as err:  # InvalidURI, ConfigurationError, ValueError
-        raise ConfigError(f"mongo store: invalid URI from {origin}: {redact_uri(str(err), uri)}") from None
-
-    class _Mongo(MongoStore):
-        @property
-        def name(self) -> str:  # maggma's name is the raw URI (with password)
-            return f"mongo://{redact_uri(self.uri or '')}/{self.database}/{self.collection_name}"
-
-    class _GridFS(GridFSStore):
-        @property
-        def name(self) -> str:
-            return f"gridfs://{redact_uri(self.uri or '')}/{self.database}/{self.collection_name}"
-
-    kwargs = {"serverSelectionTimeoutMS": cfg.timeout_ms, "connectTimeoutMS": cfg.timeout_ms}
-    try:
-        frames = _Mongo(
-            database=cfg.database, collection_name=cfg.frames, uri=uri, key="_id", mongoclient_kwargs=kwargs
-        )
-        rounds = _Mongo(
-            database=cfg.database, collection_name=cfg.rounds, uri=uri, key="_id", mongoclient_kwargs=kwargs
-        )
-        blobs = _GridFS(database=cfg.database, collection_name=cfg.blobs, uri=uri, mongoclient_kwargs=kwargs)
-    except Exception as err:  # pymongo.errors.InvalidURI, ConfigurationError, ValueError
-        raise ConfigError(f"mongo store: invalid URI from {origin}: {redact_uri(str(err), uri)}") from None
-    where = f"mongo:{redact_uri(uri)}/{cfg.database}"
-    try:
-        for store in (frames, rounds, blobs):
-            store.connect()
-        frames._collection.database.client.admin.command("ping")
-        for field in FRAME_INDEXES:
-            frames._collection.create_index(field, unique=field == "frame_id")
-        rounds._collection.create_index("campaign")
-    except Exception as err:  # pymongo.errors.PyMongoError and friends
-        text = str(err).splitlines()[0].split(", Timeout:")[0] if str(err) else type(err).__name__
-        msg = redact_uri(text, uri)
-        raise StoreError(
-            f"cannot reach MongoDB {redact_uri(uri)} (URI from {origin}) within "
-            f"{cfg.timeout_ms} ms: {type(err).__name__}: {msg[:300]}"
-        ) from None
-    return FrameStore(frames, rounds, _GridFSBlobs(blobs), kind="mongo", location=where)
-
-
-def open_store(target: StoreConfig | str | Path, *, create: bool = True) -> FrameStore:
-    """Open the store of a StoreConfig, a store YAML, a store directory or a campaign directory.
-
-    Use as ``with open_store(path) as store: ...``. ``create=False``: an embedded store must already exist
-    (for read-only commands). Raises StoreError/ConfigError with one clear line.
-    """
-    cfg = resolve_store_config(target)
-    if cfg.type == "embedded":
-        return _open_embedded(cfg, create=create)
-    if cfg.type == "memory":
-        return _open_memory(cfg)
-    if cfg.type == "mongo":
-        return _open_mongo(cfg)
-    raise ConfigError(f"store type={cfg.type!r} not in ['embedded', 'mongo', 'memory']")  # pragma: no cover
+        return open_store
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

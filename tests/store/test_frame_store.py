@@ -149,16 +149,16 @@ def test_network_filesystem_is_detected_and_warned(tmp_path, caplog):
     assert network_fs_type(tmp_path / "nfs" / "campaign" / "store", mounts) == "nfs4"
     assert network_fs_type(tmp_path / "smb", mounts) == "cifs"
     assert network_fs_type(tmp_path / "local", mounts) is None
-    with caplog.at_level(logging.WARNING, logger="mfal.store.frames"), open_store(tmp_path / "s"):
+    with caplog.at_level(logging.WARNING, logger="mfal.store.embedded"), open_store(tmp_path / "s"):
         pass  # tmp_path is a local disk here: no warning
     assert "network file system" not in caplog.text
 
 
 def test_open_warns_when_the_store_is_on_a_network_filesystem(tmp_path, caplog, monkeypatch):
-    import mfal.store.frames as frames_mod
+    import mfal.store.embedded as embedded
 
-    monkeypatch.setattr(frames_mod, "network_fs_type", lambda path: "nfs4")
-    with caplog.at_level(logging.WARNING, logger="mfal.store.frames"), open_store(tmp_path / "s"):
+    monkeypatch.setattr(embedded, "network_fs_type", lambda path: "nfs4")
+    with caplog.at_level(logging.WARNING, logger="mfal.store.embedded"), open_store(tmp_path / "s"):
         pass
     assert "is on a network file system (nfs4)" in caplog.text
 
