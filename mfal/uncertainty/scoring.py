@@ -92,6 +92,12 @@ def _fidelity_names(fidelities: Fidelities | Sequence[str] | str, known: Sequenc
     return names
 
 
+def _name(structure: Structure, i: int) -> str:
+    """A structure's name in error messages: its ``candidate_id`` property, else ``structure i``."""
+    props = getattr(structure, "properties", None) or {}
+    return str(props.get("candidate_id") or f"structure {i}")
+
+
 def _as_ensemble(ensemble: MFEnsemble | Sequence[MFCHGNet]) -> MFEnsemble:
     if hasattr(ensemble, "predict_with_uncertainty"):
         return ensemble
@@ -117,7 +123,8 @@ def score_candidates(
         structures: the candidates (pymatgen Structures).
         fidelities: names (or a :class:`Fidelities`), each known to the ensemble.
         graphs: prebuilt crystal graphs of ``structures`` (same order and length, e.g. a dataset's cached graphs
-            from ``members[0].graphs``); None = built here once for all fidelities and members.
+            from ``members[0].graphs``); None = built here once for all fidelities and members (a structure that
+            cannot be converted raises DataError naming its ``candidate_id`` property or position).
         subset: positions into ``structures`` (and ``graphs``) to score, in that order; None = all.
         progress: called with 1 after each fidelity.
         batch_size: graphs per forward pass.
@@ -133,6 +140,7 @@ def score_candidates(
         graphs = list(graphs)
         if len(graphs) != len(structures):
             raise DataError(f"score_candidates: got {len(graphs)} graphs for {len(structures)} structures")
+    idx = list(range(len(structures)))
     if subset is not None:
         idx = [int(i) for i in subset]
         bad = [i for i in idx if not 0 <= i < len(structures)]
@@ -142,7 +150,7 @@ def score_candidates(
         graphs = [graphs[i] for i in idx] if graphs is not None else None
     lead = ensemble.members[0]
     if graphs is None:
-        graphs = lead.graphs(structures) if structures else []
+        graphs = lead.graphs(structures, names=[_name(s, i) for s, i in zip(structures, idx, strict=True)])
     nsites = np.asarray([len(s) for s in structures], dtype=float)
     out: dict[str, FidelityScores] = {}
     for fid in names:

@@ -101,5 +101,17 @@ def test_errors_and_empty_input(shared_ensemble, cells):
         score_candidates(shared_ensemble, cells, ["hf"], graphs=graphs)
     with pytest.raises(DataError, match="subset"):
         score_candidates(shared_ensemble, cells, ["hf"], subset=[2])
+    from pymatgen.core import Lattice, Structure
+
+    def lonely(**props):
+        sites = [[0, 0, 0], [0.09, 0, 0], [0.5, 0.5, 0.5]]
+        return Structure(Lattice.cubic(20.0), ["Fe", "O", "Li"], sites, properties=props)
+
+    with pytest.raises(DataError, match="cand-7: .*isolated"):
+        score_candidates(shared_ensemble, [cells[0], lonely(candidate_id="cand-7")], ["hf"])
+    with pytest.raises(
+        DataError, match="structure 0: .*isolated"
+    ):  # position in the given list, not the subset
+        score_candidates(shared_ensemble, [lonely(), cells[0]], ["hf"], subset=[1, 0])
     empty = score_candidates(shared_ensemble, [], ["lf", "hf"])
     assert empty["hf"].n == 0 and empty["hf"].array("force_std_max").shape == (0,)
