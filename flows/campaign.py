@@ -1,10 +1,13 @@
-"""The active-learning campaign as jobflow jobs and Makers (thin wrappers over :mod:`mfal.campaign.steps`).
+"""The active-learning campaign as jobflow jobs and Makers: thin wrappers over the round of
+:mod:`mfal.campaign.round` (the one place the order of the steps is written).
 
-One round = explore -> score -> select -> label LF | label HF -> train ensemble -> evaluate -> next round; the
-round is a recursive job that returns ``Response(replace=Flow([...], output=next_round.output))`` and the
-recursion ends when the stop rule fires. Jobs pass only the campaign directory, the round number and small
-summaries; checkpoints travel as ``{"path", "sha256"}`` references, frames live in the store. Job names start with
-the stage ("label lf", "train ensemble", ...) so cluster submission can route them to queues.
+One round = explore -> score -> select -> label <f> (one job per fidelity) -> train ensemble -> evaluate ->
+decide; the round is a recursive job that returns ``Response(replace=Flow([...], output=decide.output))`` and
+the recursion ends when the stop rule fires. Each step job runs one :class:`mfal.campaign.round.Step` and
+returns its typed artifact (Candidates, RoundScores, Selection, TrainOutput, Evaluation); frames live in the
+store, checkpoints travel as relative CheckpointRefs. Job names start with the step's name ("label lf",
+"train ensemble", ...) so cluster submission can route them to queues. Run options (device, progress) are
+carried by the Makers and passed to every job explicitly (``options`` keyword of each step job).
 """
 
 from __future__ import annotations
@@ -15,72 +18,40 @@ from typing import Any
 
 from jobflow import Flow, Maker, Response, job
 
-from mfal.campaign import steps
+from mfal.campaign.artifacts import Evaluation
+from mfal.campaign.prepare import prepare
+from mfal.campaign.round import round_stages, step_by_name
+from mfal.campaign.state import CampaignDir
+from mfal.fidelity import DEFAULT, Fidelities
+from mfal.runopts import RunOptions
 
 
 @job
-def explore_job(
-    campaign_dir: str, round: int, progress: bool = False, device: str | None = None
-) -> dict[str, Any]:
-    """Generate round candidates (``device``: MD device overriding the config, see ``RoundMaker.device``)."""
-    return steps.explore_round(campaign_dir, round, progress=progress, device=device)
-
-
-@job
-def score_job(
-    campaign_dir: str, round: int, after: Any = None, progress: bool = False, device: str | None = None
-) -> dict[str, Any]:
-    """Ensemble scores per fidelity (``after``: output of the previous step, for ordering only)."""
-    return steps.score_round(campaign_dir, round, progress=progress, device=device)
-
-
-@job
-def select_job(campaign_dir: str, round: int, after: Any = None, progress: bool = False) -> dict[str, Any]:
-    """Budgeted per-fidelity selection."""
-    return steps.select_round(campaign_dir, round, progress=progress)
-
-
-@job
-def label_job(
-    campaign_dir: str, round: int, fidelity: str, after: Any = None, progress: bool = False
-) -> dict[str, Any]:
-    """Label the picks of one fidelity and store them."""
-    return steps.label_round(campaign_dir, round, fidelity, progress=progress)
-
-
-@job
-def train_job(
-    campaign_dir: str, round: int, after: Any = None, progress: bool = False, device: str | None = None
-) -> dict[str, Any]:
-    """Failed-ratio guard, then train the ensemble; returns checkpoint references."""
-    return steps.train_round(campaign_dir, round, progress=progress, device=device)
-
-
-@job
-def evaluate_job(
+def step_job(
     campaign_dir: str,
     round: int,
-    train_out: dict[str, Any],
-    progress: bool = False,
-    device: str | None = None,
-) -> dict[str, Any]:
-    """Validation gate, calibration, RoundDoc, stop decision."""
-    return steps.evaluate_round(campaign_dir, round, train_out, progress=progress, device=device)
+    step: str,
+    options: RunOptions,
+    fidelities: Fidelities = DEFAULT,
+    after: Any = None,
+) -> Any:
+    """Run the round step ``step`` (e.g. ``"label hf"``); ``after``: outputs of the previous stage (evaluate
+    takes the train output from it, the others only wait for it)."""
+    return step_by_name(step, fidelities)(campaign_dir, round, options, list(after or []))
 
 
 @dataclass
 class RoundMaker(Maker):
     """One campaign round; its job replaces itself by the round's steps and the next round.
 
-    ``device`` (auto|cpu|cuda) overrides the config's ``device``/``train.device`` in the explore, score, train and
-    evaluate jobs; None leaves it to ``$MFAL_DEVICE`` (set by SLURM GPU/train jobs) or the config. It is resolved
-    where the job runs, so a GPU job may be built on a login node without one.
+    ``options`` (device auto|cpu|cuda[:N] overriding the config's ``device``/``train.device``, progress bars)
+    go to every step job; the device is resolved where the job runs, so a GPU job may be built on a login node
+    without one.
     """
 
     name: str = "campaign round"
-    progress: bool = False
-    device: str | None = None
-    fidelities: tuple[str, ...] = field(default=("lf", "hf"))
+    options: RunOptions = field(default_factory=RunOptions)
+    fidelities: Fidelities = field(default_factory=Fidelities)  # the campaign config's (set by campaign_flow)
 
     def make(self, campaign_dir: str | Path, round: int = 0) -> Any:
         return round_job(str(campaign_dir), round, maker=self)
@@ -88,35 +59,29 @@ class RoundMaker(Maker):
 
 @job
 def round_job(campaign_dir: str, round: int, maker: RoundMaker) -> Response:
-    """Expand round ``round`` into its steps; the last one decides whether the next round follows."""
-    p, dev = maker.progress, maker.device
-    ex = explore_job(campaign_dir, round, progress=p, device=dev)
-    ex.name = f"explore r{round}"
-    sc = score_job(campaign_dir, round, after=ex.output, progress=p, device=dev)
-    sc.name = f"score r{round}"
-    se = select_job(campaign_dir, round, after=sc.output, progress=p)
-    se.name = f"select r{round}"
-    labels = []
-    for fid in maker.fidelities:
-        lj = label_job(campaign_dir, round, fid, after=se.output, progress=p)
-        lj.name = f"label {fid} r{round}"
-        labels.append(lj)
-    tr = train_job(campaign_dir, round, after=[lj.output for lj in labels], progress=p, device=dev)
-    tr.name = f"train ensemble r{round}"
-    ev = evaluate_job(campaign_dir, round, tr.output, progress=p, device=dev)
-    ev.name = f"evaluate r{round}"
-    nxt = next_round_job(campaign_dir, round, ev.output, maker)
+    """Expand round ``round`` into its step jobs (stages in order); the last decides whether the next follows."""
+    jobs: list[Any] = []
+    previous: list[Any] | None = None
+    for stage in round_stages(maker.fidelities):
+        stage_jobs = []
+        for step in stage:
+            j = step_job(
+                campaign_dir, round, step.name, options=maker.options, fidelities=maker.fidelities, after=previous
+            )
+            j.name = f"{step.name} r{round}"
+            stage_jobs.append(j)
+        jobs.extend(stage_jobs)
+        previous = [j.output for j in stage_jobs]
+    nxt = next_round_job(campaign_dir, round, jobs[-1].output, maker)
     nxt.name = f"decide r{round}"
-    return Response(
-        replace=Flow([ex, sc, se, *labels, tr, ev, nxt], output=nxt.output, name=f"round {round}")
-    )
+    return Response(replace=Flow([*jobs, nxt], output=nxt.output, name=f"round {round}"))
 
 
 @job
-def next_round_job(campaign_dir: str, round: int, evaluation: dict[str, Any], maker: RoundMaker) -> Any:
+def next_round_job(campaign_dir: str, round: int, evaluation: Evaluation, maker: RoundMaker) -> Any:
     """End the recursion when the stop rule fired, else replace this job by the next round."""
-    if evaluation.get("stop"):
-        return {"last_round": round, "stop_reason": evaluation.get("reason")}
+    if evaluation.stop:
+        return {"last_round": round, "stop_reason": evaluation.reason}
     nxt = maker.make(campaign_dir, round + 1)
     nxt.name = f"campaign round {round + 1}"
     return Response(replace=Flow([nxt], output=nxt.output))
@@ -130,48 +95,72 @@ class CampaignMaker(Maker):
     round_maker: RoundMaker = field(default_factory=RoundMaker)
 
     def make(self, campaign_dir: str | Path) -> Flow:
-        from mfal.campaign.state import CampaignDir
-
-        state = CampaignDir(campaign_dir).load_state()
-        first = self.round_maker.make(str(CampaignDir(campaign_dir).root), state.round)
+        cd = CampaignDir(campaign_dir)
+        state = cd.load_state()
+        first = self.round_maker.make(str(cd.root), state.round)
         first.name = f"campaign round {state.round}"
         return Flow([first], output=first.output, name=f"{self.name} {state.campaign}")
 
 
-def campaign_flow(
-    config: str | Path, run_dir: str | Path, *, progress: bool = False, device: str | None = None
-) -> Flow:
-    """Validate ``config``, set up (or resume) the campaign in ``run_dir`` and return its flow.
+def _options(options: RunOptions | None, progress: bool, device: str | None) -> RunOptions:
+    """``options``, or one built from the ``progress``/``device`` keywords (an unknown device name is a
+    ConfigError naming it, before anything is written)."""
+    if options is not None:
+        return options
+    from pydantic import ValidationError
 
-    Used by ``mfal submit`` (FireWorks / SLURM). ``device`` (auto|cpu|cuda) overrides the config's
-    ``device``/``train.device`` for exploration MD, scoring, training and evaluation (see ``RoundMaker.device``);
-    None leaves it to ``$MFAL_DEVICE`` or the config. An unknown name is a ConfigError before anything is written.
+    from mfal.errors import ConfigError
+    from mfal.runopts import check_device_name
+
+    if device is not None:
+        check_device_name(device)
+    try:
+        return RunOptions(device=device, progress=progress)
+    except ValidationError as err:  # pragma: no cover - check_device_name raised first
+        raise ConfigError(str(err.errors()[0]["msg"])) from None
+
+
+def campaign_flow(
+    config: str | Path,
+    run_dir: str | Path,
+    *,
+    options: RunOptions | None = None,
+    progress: bool = False,
+    device: str | None = None,
+) -> Flow:
+    """Validate ``config`` and every input, set up (or resume) the campaign in ``run_dir`` and return its flow.
+
+    Used by ``mfal submit`` (FireWorks / SLURM). ``options`` (or ``progress``/``device``) go to every job;
+    device *names* are checked here, CUDA availability where the jobs run.
     """
-    steps.device_override(device)  # validate the name only; CUDA is checked where the job runs
-    steps.prepare(config, run_dir)
-    return CampaignMaker(round_maker=RoundMaker(progress=progress, device=device)).make(run_dir)
+    opts = _options(options, progress, device)
+    cfg = prepare(config, run_dir, opts, check_devices_here=False)
+    return CampaignMaker(round_maker=RoundMaker(options=opts, fidelities=cfg.fidelities)).make(run_dir)
 
 
 def run_campaign(
-    config: str | Path, run_dir: str | Path, *, progress: bool = False, device: str | None = None
+    config: str | Path,
+    run_dir: str | Path,
+    *,
+    options: RunOptions | None = None,
+    progress: bool = False,
+    device: str | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) the campaign locally with jobflow; returns the final state as a dict.
 
-    ``device`` as in :func:`campaign_flow`."""
+    Every input, including CUDA availability for the requested device, is checked before any work."""
     import os
     import tempfile
 
     from jobflow.managers.local import run_locally
 
-    from mfal.campaign.state import CampaignDir
-
+    opts = _options(options, progress, device)
     cd = CampaignDir(run_dir)
-    steps.device_override(device)
-    steps.prepare(config, run_dir)
+    cfg = prepare(config, run_dir, opts)
     state = cd.load_state()
     if state.state in ("done", "stopped"):
         return state.model_dump(mode="json")
-    flow = CampaignMaker(round_maker=RoundMaker(progress=progress, device=device)).make(cd.root)
+    flow = CampaignMaker(round_maker=RoundMaker(options=opts, fidelities=cfg.fidelities)).make(cd.root)
     cwd = os.getcwd()
     with tempfile.TemporaryDirectory(prefix="jobflow-", dir=cd.root) as tmp:
         try:

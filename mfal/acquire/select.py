@@ -1,10 +1,11 @@
 """Cost-aware per-fidelity selection (dpgen2 style ``select(...) -> (selection, report)``).
 
 Trust window per fidelity on one uncertainty score: below ``lo`` the model is trusted (known), at or above ``hi``
-the structure is likely unphysical (counted, kept out), in between it is a candidate. LF picks: candidates above
-LF ``lo``, most uncertain first, capped per round and by the LF budget. HF picks: the most uncertain, diverse
-candidates (farthest-point sampling within a pool of the most uncertain) within the HF budget. Every HF pick is
-also labeled at LF (paired frames anchor the fidelity gap). Costs are core-seconds.
+the structure is likely unphysical (counted, kept out), in between it is a candidate. Target-fidelity (HF) picks:
+the most uncertain, diverse candidates (farthest-point sampling within a pool of the most uncertain) within its
+budget. Lower-fidelity (LF) picks: every target pick first (paired frames anchor the fidelity gap), then
+candidates above ``lo``, most uncertain first, capped per round and by that fidelity's budget. Costs are
+core-seconds.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mfal.acquire.cost import CostModel
 from mfal.acquire.diversity import farthest_point_order
+from mfal.fidelity import DEFAULT
 from mfal.uncertainty.scores import SCORE_NAMES
 
 
@@ -42,29 +44,42 @@ class TrustWindow(BaseModel):
 
 
 class SelectionPolicy(BaseModel):
-    """How candidates are picked per fidelity."""
+    """How candidates are picked per fidelity: a trust window per fidelity name (YAML: ``<name>: {lo, hi, …}``
+    beside ``diversity_pool`` and ``pair_hf_with_lf``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, TrustWindow] = Field(init=False)  # fidelity name -> trust window
 
-    lf: TrustWindow
-    hf: TrustWindow
     diversity_pool: float = Field(
         3.0,
         ge=1.0,
-        description="HF picks come by farthest-point sampling from the pool_factor × n most uncertain",
+        description="target picks come by farthest-point sampling from the pool_factor × n most uncertain",
     )
-    pair_hf_with_lf: bool = Field(True, description="label every HF pick at LF too")
+    pair_hf_with_lf: bool = Field(True, description="label every target-fidelity pick at the lower ones too")
+
+    @property
+    def windows(self) -> dict[str, TrustWindow]:
+        """Fidelity name -> trust window."""
+        return dict(self.__pydantic_extra__ or {})
+
+    def window(self, fidelity: str) -> TrustWindow:
+        try:
+            return self.windows[fidelity]
+        except KeyError:
+            raise KeyError(f"no trust window for fidelity {fidelity!r} (have {sorted(self.windows)})") from None
 
 
 @dataclass
 class Selection:
     """Indices (into the candidate list) picked per fidelity, most important first."""
 
-    lf: list[int] = field(default_factory=list)
-    hf: list[int] = field(default_factory=list)
+    picks: dict[str, list[int]] = field(default_factory=dict)
+
+    def __getitem__(self, fidelity: str) -> list[int]:
+        return self.picks.get(fidelity, [])
 
     def by_fidelity(self) -> dict[str, list[int]]:
-        return {"lf": list(self.lf), "hf": list(self.hf)}
+        return {f: list(v) for f, v in self.picks.items()}
 
 
 def split_by_trust(scores: np.ndarray, window: TrustWindow) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -105,6 +120,89 @@ def _initial_order(
     return order, cap
 
 
+def _target_picks(
+    n: int,
+    win: TrustWindow,
+    s: np.ndarray | None,
+    costs: np.ndarray,
+    budget: float,
+    skip: set[int],
+    initial: int | None,
+    descriptors: np.ndarray,
+    diversity_pool: float,
+) -> tuple[list[int], float, dict[str, Any], int]:
+    """Target fidelity: the most uncertain, diverse candidates within ``budget`` (round 0: diverse only)."""
+    if s is None:
+        order, cap = _initial_order(n, skip, win.max_per_round, initial, descriptors)
+        rep: dict[str, Any] = {"mode": "initial (no model): farthest-point over all candidates"}
+        n_out = 0
+    else:
+        known, cand, out = split_by_trust(s, win)
+        cand = [int(i) for i in cand if i not in skip]
+        ranked = sorted(cand, key=lambda i: (-s[i], i))
+        cap = win.max_per_round
+        affordable, _ = _take_within_budget(ranked, costs, budget, cap)
+        pool = ranked[: max(1, math.ceil(diversity_pool * len(affordable)))] if affordable else []
+        fps = farthest_point_order(descriptors[pool]) if pool else []
+        order = [pool[j] for j in fps] + [i for i in ranked if i not in pool]
+        rep = {
+            "mode": "most uncertain + farthest-point within the pool",
+            "n_known": len(known),
+            "n_window": len(cand),
+            "n_out_of_window": len(out),
+            "pool_size": len(pool),
+        }
+        n_out = len(out)
+    picks, cost = _take_within_budget(order, costs, budget, cap)
+    rep.update(lo=win.lo, hi=win.hi, score=win.score, cap=cap, picked=picks, predicted_cost=cost, budget=budget)
+    if s is not None:
+        rep["picked_scores"] = [float(s[i]) for i in picks]
+    return picks, cost, rep, n_out
+
+
+def _lower_picks(
+    n: int,
+    win: TrustWindow,
+    s: np.ndarray | None,
+    costs: np.ndarray,
+    budget: float,
+    skip: set[int],
+    paired: list[int],
+    initial: int | None,
+    descriptors: np.ndarray,
+) -> tuple[list[int], dict[str, Any], int]:
+    """A lower fidelity: the paired target picks first, then the most uncertain above ``lo`` within ``budget``."""
+    paired_cost = float(sum(costs[i] for i in paired))
+    if s is None:
+        order, cap = _initial_order(n, skip | set(paired), win.max_per_round, initial, descriptors)
+        rep: dict[str, Any] = {"mode": "initial (no model): farthest-point over all candidates"}
+        n_out = 0
+    else:
+        known, cand, out = split_by_trust(s, win)
+        order = sorted((int(i) for i in cand if i not in skip and i not in paired), key=lambda i: (-s[i], i))
+        cap = win.max_per_round
+        rep = {
+            "mode": "most uncertain above lo",
+            "n_known": len(known),
+            "n_window": len(cand),
+            "n_out_of_window": len(out),
+        }
+        n_out = len(out)
+    extra, extra_cost = _take_within_budget(order, costs, max(0.0, budget - paired_cost), cap)
+    picks = paired + extra
+    rep.update(
+        lo=win.lo,
+        hi=win.hi,
+        score=win.score,
+        cap=cap,
+        picked=picks,
+        paired_with_hf=paired,
+        predicted_cost=paired_cost + extra_cost,
+        budget=budget,
+    )
+    return picks, rep, n_out
+
+
 def select(
     nsites: Sequence[int],
     scores: Mapping[str, Mapping[str, np.ndarray]] | None,
@@ -115,6 +213,7 @@ def select(
     *,
     exclude: Mapping[str, Sequence[int]] | None = None,
     initial: Mapping[str, int] | None = None,
+    fidelities: Sequence[str] | None = None,
 ) -> tuple[Selection, dict[str, Any]]:
     """Pick candidates to label per fidelity.
 
@@ -128,93 +227,49 @@ def select(
         cost_models: fidelity -> cost model.
         exclude: fidelity -> candidate indices already labeled at that fidelity.
         initial: fidelity -> number of picks without a model (round 0).
+        fidelities: names cheapest first, the last is the target (default: mfal.fidelity.DEFAULT).
 
     Returns:
         The selection and a JSON-able report (counts per trust region, thresholds, predicted costs, reasons).
     """
+    fids = tuple(fidelities) if fidelities is not None else DEFAULT.names
+    target = fids[-1]
     n = len(nsites)
     exclude = {k: set(v) for k, v in (exclude or {}).items()}
-    costs = {f: np.array([cost_models[f].predict(int(a)) for a in nsites]) for f in ("lf", "hf")}
+    initial = dict(initial or {})
+    costs = {f: np.array([cost_models[f].predict(int(a)) for a in nsites]) for f in fids}
     report: dict[str, Any] = {"n_candidates": n, "budget": dict(budget), "fidelities": {}}
 
-    # ---- HF: most uncertain + diverse, within the HF budget
-    hf_win = policy.hf
-    if scores is None:
-        order, cap = _initial_order(
-            n, exclude.get("hf", set()), hf_win.max_per_round, (initial or {}).get("hf"), descriptors
-        )
-        hf_rep: dict[str, Any] = {"mode": "initial (no model): farthest-point over all candidates"}
-        n_out_hf = 0
-    else:
-        s_hf = np.asarray(scores["hf"][hf_win.score], dtype=float)
-        known, cand, out = split_by_trust(s_hf, hf_win)
-        cand = [int(i) for i in cand if i not in exclude.get("hf", set())]
-        ranked = sorted(cand, key=lambda i: (-s_hf[i], i))
-        cap = hf_win.max_per_round
-        affordable, _ = _take_within_budget(ranked, costs["hf"], budget.get("hf", 0.0), cap)
-        pool = ranked[: max(1, math.ceil(policy.diversity_pool * len(affordable)))] if affordable else []
-        fps = farthest_point_order(descriptors[pool]) if pool else []
-        order = [pool[j] for j in fps] + [i for i in ranked if i not in pool]
-        hf_rep = {
-            "mode": "most uncertain + farthest-point within the pool",
-            "n_known": len(known),
-            "n_window": len(cand),
-            "n_out_of_window": len(out),
-            "pool_size": len(pool),
-        }
-        n_out_hf = len(out)
-    hf_picks, hf_cost = _take_within_budget(order, costs["hf"], budget.get("hf", 0.0), cap)
-    hf_rep.update(
-        lo=hf_win.lo,
-        hi=hf_win.hi,
-        score=hf_win.score,
-        cap=cap,
-        picked=hf_picks,
-        predicted_cost=hf_cost,
-        budget=budget.get("hf", 0.0),
-    )
-    if scores is not None:
-        hf_rep["picked_scores"] = [float(scores["hf"][hf_win.score][i]) for i in hf_picks]
-    report["fidelities"]["hf"] = hf_rep
+    def score(f: str) -> np.ndarray | None:
+        return None if scores is None else np.asarray(scores[f][policy.window(f).score], dtype=float)
 
-    # ---- LF: paired HF picks first, then the most uncertain above LF lo
-    lf_win = policy.lf
-    lf_excl = exclude.get("lf", set())
-    paired = [i for i in hf_picks if i not in lf_excl] if policy.pair_hf_with_lf else []
-    lf_budget = budget.get("lf", 0.0)
-    paired_cost = float(sum(costs["lf"][i] for i in paired))
-    if scores is None:
-        order, cap = _initial_order(
-            n, lf_excl | set(paired), lf_win.max_per_round, (initial or {}).get("lf"), descriptors
-        )
-        lf_rep: dict[str, Any] = {"mode": "initial (no model): farthest-point over all candidates"}
-        n_out_lf = 0
-    else:
-        s_lf = np.asarray(scores["lf"][lf_win.score], dtype=float)
-        known, cand, out = split_by_trust(s_lf, lf_win)
-        order = sorted(
-            (int(i) for i in cand if i not in lf_excl and i not in paired), key=lambda i: (-s_lf[i], i)
-        )
-        cap = lf_win.max_per_round
-        lf_rep = {
-            "mode": "most uncertain above lo",
-            "n_known": len(known),
-            "n_window": len(cand),
-            "n_out_of_window": len(out),
-        }
-        n_out_lf = len(out)
-    extra, extra_cost = _take_within_budget(order, costs["lf"], max(0.0, lf_budget - paired_cost), cap)
-    lf_picks = paired + extra
-    lf_rep.update(
-        lo=lf_win.lo,
-        hi=lf_win.hi,
-        score=lf_win.score,
-        cap=cap,
-        picked=lf_picks,
-        paired_with_hf=paired,
-        predicted_cost=paired_cost + extra_cost,
-        budget=lf_budget,
+    picks: dict[str, list[int]] = {}
+    picks[target], _, report["fidelities"][target], n_out = _target_picks(
+        n,
+        policy.window(target),
+        score(target),
+        costs[target],
+        budget.get(target, 0.0),
+        exclude.get(target, set()),
+        initial.get(target),
+        descriptors,
+        policy.diversity_pool,
     )
-    report["fidelities"]["lf"] = lf_rep
-    report["n_out_of_window"] = max(n_out_hf, n_out_lf)
-    return Selection(lf=lf_picks, hf=hf_picks), report
+    outs = [n_out]
+    for f in reversed(fids[:-1]):
+        skip = exclude.get(f, set())
+        paired = [i for i in picks[target] if i not in skip] if policy.pair_hf_with_lf else []
+        picks[f], report["fidelities"][f], n_out = _lower_picks(
+            n,
+            policy.window(f),
+            score(f),
+            costs[f],
+            budget.get(f, 0.0),
+            skip,
+            paired,
+            initial.get(f),
+            descriptors,
+        )
+        outs.append(n_out)
+    report["n_out_of_window"] = max(outs)
+    return Selection(picks={f: picks[f] for f in fids}), report

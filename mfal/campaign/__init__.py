@@ -1,4 +1,5 @@
-"""The active-learning campaign: config, state, round steps (used by ``flows.campaign``), status and report."""
+"""The active-learning campaign: config, typed round artifacts, pure policy, the round's steps (run by
+``mfal.campaign.round.run_round`` or as jobs by ``flows.campaign``), status and report."""
 
 from __future__ import annotations
 

@@ -6,63 +6,36 @@ Budgets are in core-hours in the YAML (status and RoundDocs report core-seconds)
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mfal.acquire.select import SelectionPolicy
 from mfal.config_io import read_yaml, validation_message
 from mfal.errors import ConfigError
 from mfal.explore.config import ExploreConfig, StartStructure
-from mfal.fidelity import DEFAULT_FIDELITIES
+from mfal.fidelity import Fidelities
+from mfal.label.config import LabelerSpec
+from mfal.runopts import RunOptions, check_device_name
 from mfal.train.trainer import TrainConfig
-
-FIDELITIES = ("lf", "hf")
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class LabelerConfig(_Strict):
-    """One labeler for one fidelity."""
-
-    kind: str = Field(description="labeler name: teacher, vasp, cp2k or replay")
-    options: dict[str, Any] = Field(default_factory=dict, description="keyword options of the labeler")
-    cost_per_label: float | None = Field(
-        None,
-        gt=0,
-        description="prior cost of one label of a 28-atom cell (core-seconds); default: the labeler's",
-    )
-    chunk_size: int = Field(
-        1, ge=1, description="structures per labeler call (each chunk is stored on return)"
-    )
-
-    @field_validator("kind")
-    @classmethod
-    def _known(cls, v: str) -> str:
-        from mfal.label import LABELERS
-
-        if v not in LABELERS:
-            raise ValueError(f"labeler kind={v!r} not in {sorted(LABELERS)}")
-        return v
-
-
-class LabelersConfig(_Strict):
-    lf: LabelerConfig
-    hf: LabelerConfig
-
-
-class PerFidelity(_Strict):
-    """A number per fidelity (core-hours for budgets)."""
-
-    lf: float = Field(ge=0)
-    hf: float = Field(ge=0)
+NonNegative = Annotated[float, Field(ge=0)]
 
 
 class BudgetConfig(_Strict):
-    per_round: PerFidelity = Field(description="label budget per round (core-hours)")
-    total: PerFidelity = Field(description="label budget of the whole campaign (core-hours)")
+    """Label budgets per fidelity name (core-hours)."""
+
+    per_round: dict[str, NonNegative] = Field(description="label budget per round (core-hours)")
+    total: dict[str, NonNegative] = Field(description="label budget of the whole campaign (core-hours)")
+
+    def seconds(self, which: str) -> dict[str, float]:
+        """``per_round`` or ``total`` in core-seconds."""
+        return {f: h * 3600.0 for f, h in getattr(self, which).items()}
 
 
 class EnsembleConfig(_Strict):
@@ -73,14 +46,20 @@ class EnsembleConfig(_Strict):
 class InitialConfig(_Strict):
     """Round 0 has no model: diverse picks only."""
 
-    n_lf: int = Field(6, ge=1, description="LF labels in round 0 (besides the HF pairs)")
-    n_hf: int = Field(3, ge=1, description="HF labels in round 0")
+    n_lf: int = Field(6, ge=1, description="labels at each lower fidelity in round 0 (besides the pairs)")
+    n_hf: int = Field(3, ge=1, description="labels at the target (highest) fidelity in round 0")
+
+    def per_fidelity(self, fidelities: Fidelities) -> dict[str, int]:
+        """Round-0 picks per fidelity name: ``n_hf`` at the target, ``n_lf`` at every other."""
+        return {f: self.n_hf if f == fidelities.high else self.n_lf for f in fidelities.names}
 
 
 class StopConfig(_Strict):
     max_rounds: int = Field(3, ge=1, description="rounds including round 0")
     hf_uncertainty_target: float | None = Field(
-        None, gt=0, description="stop when the mean HF force_std_max of the candidates falls below (eV/Å)"
+        None,
+        gt=0,
+        description="stop when the mean target-fidelity force_std_max of the candidates falls below (eV/Å)",
     )
 
 
@@ -89,7 +68,8 @@ class CampaignConfig(_Strict):
 
     name: str = Field(min_length=1, description="campaign name (stored in every FrameDoc/RoundDoc)")
     seed: int = 0
-    device: str = Field("auto", description="auto, cpu or cuda for scoring and MD")
+    fidelities: Fidelities = Field(default_factory=Fidelities, description="fidelity names, cheapest first")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N for scoring and MD")
     store: dict[str, Any] | str | None = Field(
         None, description="store section (default: embedded DIR/store)"
     )
@@ -97,7 +77,9 @@ class CampaignConfig(_Strict):
     explore: ExploreConfig = Field(default_factory=ExploreConfig)
     ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
-    labelers: LabelersConfig
+    labelers: dict[str, LabelerSpec] = Field(
+        description="one labeler per fidelity name: {kind: teacher|vasp|cp2k|replay, options, cost_per_label, chunk_size}"
+    )
     budget: BudgetConfig
     trust: SelectionPolicy
     initial: InitialConfig = Field(default_factory=InitialConfig)
@@ -108,16 +90,61 @@ class CampaignConfig(_Strict):
     )
     validation_fraction: float = Field(0.2, gt=0, lt=1, description="share of structures held out")
 
-    @field_validator("train")
+    @field_validator("device")
     @classmethod
-    def _fidelities(cls, v: TrainConfig) -> TrainConfig:
-        if tuple(v.fidelities) != DEFAULT_FIDELITIES:
-            raise ValueError(
-                f"train.fidelities={list(v.fidelities)}: a campaign needs {list(DEFAULT_FIDELITIES)}"
-            )
-        return v
+    def _device(cls, v: str) -> str:
+        try:
+            return check_device_name(v)
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _train_fidelities(cls, data: Any) -> Any:
+        """``train.fidelities`` defaults to the campaign's names (one place decides them)."""
+        if isinstance(data, dict) and isinstance(data.get("fidelities"), dict):
+            names = data["fidelities"].get("names")
+            train = data.get("train")
+            if names is not None and isinstance(train, dict | None):
+                train = dict(train or {})
+                train.setdefault("fidelities", list(names))
+                if "magnetic" in data["fidelities"]:
+                    train.setdefault("magnetic_fidelities", list(data["fidelities"]["magnetic"]))
+                data = {**data, "train": train}
+        return data
 
+    @model_validator(mode="after")
+    def _per_fidelity(self) -> CampaignConfig:
+        names = list(self.fidelities.names)
+        if list(self.train.fidelities) != names:
+            raise ValueError(f"train.fidelities={list(self.train.fidelities)}: a campaign needs {names}")
+        try:
+            check_device_name(self.train.device)
+        except ConfigError as err:
+            raise ValueError(f"train.device: {err}") from None
+        for where, keys in (
+            ("labelers", self.labelers),
+            ("budget.per_round", self.budget.per_round),
+            ("budget.total", self.budget.total),
+            ("trust", self.trust.windows),
+        ):
+            if sorted(keys) != sorted(names):
+                raise ValueError(f"{where}: fidelities {sorted(keys)} must be the campaign's {names}")
+        md = self.explore.md.fidelity
+        if md is not None and md not in names:
+            raise ValueError(f"explore.md.fidelity={md!r} not in fidelities {names}")
+        return self
+
+    def md_fidelity(self) -> str:
+        """The model head that drives exploration MD (default: the target fidelity)."""
+        return self.explore.md.fidelity or self.fidelities.high
+
+    def with_options(self, options: RunOptions) -> CampaignConfig:
+        """A copy with ``options.device`` (if set) as ``device`` and ``train.device``."""
+        if options.device is None:
+            return self
+        train = self.train.model_copy(update={"device": options.device})
+        return self.model_copy(update={"device": options.device, "train": train})
 
 
 def parse_config(raw: Any, path: Path) -> CampaignConfig:
@@ -135,18 +162,27 @@ def parse_config(raw: Any, path: Path) -> CampaignConfig:
     return cfg
 
 
-
-
 def load_config(path: str | Path) -> CampaignConfig:
     """Read and validate a campaign YAML; any problem -> one-line ConfigError naming the field."""
     path = Path(path)
     return parse_config(read_yaml(path), path)
 
 
+def _absolute(value: Any, base: Path) -> str:
+    p = Path(value).expanduser()
+    return str(p if p.is_absolute() else (base / p).resolve())
+
+
 def absolutize(cfg: CampaignConfig, base: Path) -> CampaignConfig:
-    """A copy with start-structure paths made absolute against ``base`` (so the campaign copy is self-contained)."""
+    """A copy with start-structure paths and the ``store:`` paths (a store YAML, or a section's ``path`` and
+    ``uri_file``) made absolute against ``base``, the config's folder (so the campaign copy is self-contained)."""
     specs = [
         s.model_copy(update={"path": str(s.resolved_path(base).resolve())}) if s.path else s
         for s in cfg.start_structures
     ]
-    return cfg.model_copy(update={"start_structures": specs})
+    store = cfg.store
+    if isinstance(store, str):
+        store = _absolute(store, base)
+    elif isinstance(store, dict):
+        store = {k: _absolute(v, base) if k in ("path", "uri_file") and v else v for k, v in store.items()}
+    return cfg.model_copy(update={"start_structures": specs, "store": store})

@@ -10,12 +10,16 @@ from mfal.campaign.state import CampaignDir
 
 
 def campaign_status(root: str | Path) -> dict[str, Any]:
-    """``{"state", "campaign", "surrogate", "budget", "rounds": [...]}``; costs core-seconds, MAE eV/Å."""
+    """``{"state", "campaign", "surrogate", "budget", "rounds": [...]}``; costs core-seconds, MAE eV/Å.
+
+    The per-round keys name the cheapest fidelity ``lf`` and the target ``hf`` (``n_lf_labeled``, ``cost_hf``, …).
+    """
     from mfal.store import open_store
 
     cd = CampaignDir(root)
     state = cd.load_state()
     cfg = load_config(cd.config_path)
+    low, high = cfg.fidelities.low, cfg.fidelities.high
     rows = []
     with open_store(cd.root) as store:
         rounds = {r.round: r for r in store.rounds(cfg.name)}
@@ -32,13 +36,13 @@ def campaign_status(root: str | Path) -> dict[str, Any]:
             {
                 "round": r,
                 "n_candidates": doc.n_candidates if doc else 0,
-                "n_lf_labeled": n("lf", True),
-                "n_hf_labeled": n("hf", True),
-                "n_failed": n("lf", False) + n("hf", False),
-                "hf_force_mae": fids["hf"].force_mae if "hf" in fids else None,
-                "calibration_rho": fids["hf"].calibration_rho if "hf" in fids else None,
-                "cost_lf": fids["lf"].cost if "lf" in fids else 0.0,
-                "cost_hf": fids["hf"].cost if "hf" in fids else 0.0,
+                "n_lf_labeled": n(low, True),
+                "n_hf_labeled": n(high, True),
+                "n_failed": sum(n(f, False) for f in cfg.fidelities.names),
+                "hf_force_mae": fids[high].force_mae if high in fids else None,
+                "calibration_rho": fids[high].calibration_rho if high in fids else None,
+                "cost_lf": fids[low].cost if low in fids else 0.0,
+                "cost_hf": fids[high].cost if high in fids else 0.0,
                 "state": doc.state if doc else "running",
                 "promoted": doc.promoted if doc else None,
                 "stop_reason": doc.stop_reason if doc else None,
@@ -50,8 +54,8 @@ def campaign_status(root: str | Path) -> dict[str, Any]:
         "stop_reason": state.stop_reason,
         "surrogate": "teacher" in sources,
         "sources": sorted(s for s in sources if s),
-        "budget_per_round": {"lf": cfg.budget.per_round.lf * 3600, "hf": cfg.budget.per_round.hf * 3600},
-        "budget_total": {"lf": cfg.budget.total.lf * 3600, "hf": cfg.budget.total.hf * 3600},
+        "budget_per_round": {k: cfg.budget.seconds("per_round")[f] for k, f in (("lf", low), ("hf", high))},
+        "budget_total": {k: cfg.budget.seconds("total")[f] for k, f in (("lf", low), ("hf", high))},
         "spent": state.spent,
         "rounds": rows,
     }
@@ -106,29 +110,6 @@ def status_table(st: dict[str, Any]) -> Any:
     return table
 
 
-def _true_errors(cd: CampaignDir, r: int, frames: list[Any]) -> dict[str, tuple[list[float], list[float]]]:
-    """Per fidelity: (predicted force_std_max, true max force error eV/Å) for round r's new ok frames."""
-    import numpy as np
-
-    from mfal.campaign.state import read_json
-    from mfal.store.docs import structure_fingerprint
-
-    sc = read_json(cd.round_dir(r) / "scores.json", {})
-    out: dict[str, tuple[list[float], list[float]]] = {"lf": ([], []), "hf": ([], [])}
-    if not sc.get("model"):
-        return out
-    index = {cid: i for i, cid in enumerate(sc["ids"])}
-    for fr in frames:
-        cid = structure_fingerprint(fr.get_structure())
-        if fr.status != "ok" or fr.forces is None or cid not in index or fr.fidelity not in out:
-            continue
-        i = index[cid]
-        pred = np.asarray(sc["fidelities"][fr.fidelity]["forces"][i])
-        out[fr.fidelity][0].append(sc["fidelities"][fr.fidelity]["scores"]["force_std_max"][i])
-        out[fr.fidelity][1].append(float(np.linalg.norm(pred - np.asarray(fr.forces), axis=1).max()))
-    return out
-
-
 def make_report(root: str | Path, *, parity: bool = True) -> Path:
     """Write ``DIR/report/`` (PNGs + ``report.md``) and return the markdown path.
 
@@ -142,13 +123,14 @@ def make_report(root: str | Path, *, parity: bool = True) -> Path:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from mfal.campaign.state import read_json
-    from mfal.campaign.steps import split_train_val
+    from mfal.campaign.evaluate import uncertainty_vs_error
+    from mfal.campaign.train import split_frames
     from mfal.store import open_store
 
     cd = CampaignDir(root)
     st = campaign_status(root)
     cfg = load_config(cd.config_path)
+    low, high = cfg.fidelities.low, cfg.fidelities.high
     state = cd.load_state()
     out = cd.root / "report"
     out.mkdir(exist_ok=True)
@@ -179,9 +161,9 @@ def make_report(root: str | Path, *, parity: bool = True) -> Path:
 
     # 2. uncertainty vs true error
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.6))
-    for ax, fid in zip(axes, ("lf", "hf"), strict=True):
+    for ax, fid in zip(axes, (low, high), strict=True):
         for r in rounds:
-            std, err = _true_errors(cd, r, [f for f in frames if f.round == r])[fid]
+            std, err = uncertainty_vs_error(cd.round(r).scores(), [f for f in frames if f.round == r], fid)
             if std:
                 ax.scatter(std, err, s=14, label=f"round {r}")
         ax.set_xlabel(f"{fid.upper()} predicted force std max (eV/Å)")
@@ -198,17 +180,18 @@ def make_report(root: str | Path, *, parity: bool = True) -> Path:
 
     # 3. parity per fidelity (promoted ensemble, validation frames)
     if parity and state.checkpoints:
-        from mfal.campaign.steps import load_ensemble, predict_scores
+        from mfal.campaign.context import load_ensemble
+        from mfal.uncertainty import score_candidates
 
-        _, val = split_train_val([f for f in frames if f.status == "ok"], cfg.validation_fraction, cfg.seed)
-        ensemble = load_ensemble(state.checkpoints)
+        _, val = split_frames(cfg, [f for f in frames if f.status == "ok"])
+        ensemble = load_ensemble(cd.root, state.checkpoints)
         fig, axes = plt.subplots(1, 2, figsize=(8, 3.8))
-        for ax, fid in zip(axes, ("lf", "hf"), strict=True):
+        for ax, fid in zip(axes, (low, high), strict=True):
             fv = [f for f in val if f.fidelity == fid and f.forces is not None]
             if fv:
-                pred = predict_scores(ensemble, [f.get_structure() for f in fv], (fid,))[fid]
+                pred = score_candidates(ensemble, [f.get_structure() for f in fv], (fid,))[fid]
                 t = np.concatenate([np.asarray(f.forces).ravel() for f in fv])
-                p = np.concatenate([np.asarray(x).ravel() for x in pred["forces"]])
+                p = np.concatenate([np.asarray(x).ravel() for x in pred.forces])
                 lim = float(max(np.abs(t).max(), np.abs(p).max(), 1e-3)) * 1.05
                 ax.plot([-lim, lim], [-lim, lim], "k--", lw=0.8)
                 ax.scatter(t, p, s=4, alpha=0.6)
@@ -230,29 +213,25 @@ def make_report(root: str | Path, *, parity: bool = True) -> Path:
     # 4. selection per round
     fig, ax = plt.subplots(figsize=(6, 3.8))
     for r in rounds:
-        sc = read_json(cd.round_dir(r) / "scores.json", {})
-        sel = read_json(cd.round_dir(r) / "selection.json", {})
-        cands = read_json(cd.round_dir(r) / "candidates.json", [])
-        ids = [c["id"] for c in cands]
-        if sc.get("model"):
-            s = np.asarray(sc["fidelities"]["hf"]["scores"]["force_std_max"])
-        else:
-            s = np.full(len(ids), np.nan)
+        rd = cd.round(r)
+        sc, sel, cands = rd.scores(), rd.load_selection(), rd.load_candidates()
+        ids = cands.ids if cands else []
+        s = sc.array(high, "force_std_max") if sc.has_model else np.full(len(ids), np.nan)
         jitter = np.random.default_rng(r).uniform(-0.15, 0.15, len(ids))
         y = np.where(np.isfinite(s), s, 0.0)
         ax.scatter(r + jitter, y, s=10, c="lightgray", label="candidate" if r == rounds[0] else None)
-        for fid, marker, color in (("lf", "o", "tab:blue"), ("hf", "*", "tab:red")):
-            idx = [ids.index(x) for x in sel.get(fid, []) if x in ids]
+        for fid, marker, color in ((low, "o", "tab:blue"), (high, "*", "tab:red")):
+            idx = [ids.index(x) for x in (sel.of(fid) if sel else []) if x in ids]
             ax.scatter(
                 r + jitter[idx],
                 y[idx],
-                s=40 if fid == "hf" else 18,
+                s=40 if fid == high else 18,
                 marker=marker,
-                facecolors="none" if fid == "lf" else color,
+                facecolors="none" if fid == low else color,
                 edgecolors=color,
                 label=f"{fid.upper()} pick" if r == rounds[0] else None,
             )
-    ax.axhline(cfg.trust.hf.lo, ls=":", c="k", lw=0.8)
+    ax.axhline(cfg.trust.window(high).lo, ls=":", c="k", lw=0.8)
     ax.set_xlabel("round (round 0: no model, diverse picks at score 0)")
     ax.set_ylabel("HF force std max (eV/Å)")
     ax.set_title("Candidates and picks per round" + tag, fontsize=9)

@@ -1,44 +1,29 @@
-"""Campaign directory layout, atomic file writes and the small state file (with the store, the source of truth)."""
+"""Campaign directory layout and the small state file (with the store, the source of truth)."""
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mfal.errors import ConfigError
+from mfal.campaign.artifacts import CheckpointRef, RoundDir
+from mfal.errors import ConfigError, DataError
+from mfal.fileio import atomic_write_json, atomic_write_text, read_json
+
+__all__ = [
+    "CampaignDir",
+    "CampaignState",
+    "atomic_write_json",
+    "atomic_write_text",
+    "read_json",
+]
 
 CAMPAIGN_FILE = "campaign.yaml"
 STATE_FILE = "state.json"
 CALLS_LOG = "labeler_calls.log"
 
 CampaignStateName = Literal["new", "running", "done", "stopped", "failed"]
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temp file in the same folder, fsync, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    """JSON-dump ``obj`` to ``path`` atomically."""
-    atomic_write_text(path, json.dumps(obj, indent=1, default=str))
-
-
-def read_json(path: Path, default: Any = None) -> Any:
-    """Parsed JSON of ``path`` or ``default`` when the file does not exist."""
-    if not path.is_file():
-        return default
-    return json.loads(path.read_text())
 
 
 class CampaignState(BaseModel):
@@ -48,16 +33,14 @@ class CampaignState(BaseModel):
 
     campaign: str
     state: CampaignStateName = "new"
-    round: int = Field(0, description="round in progress (or the next one)")
-    checkpoints: list[dict[str, str]] = Field(
-        default_factory=list, description="promoted ensemble {path, sha256}"
+    round: int = Field(0, ge=0, description="round in progress (or the next one)")
+    checkpoints: list[CheckpointRef] = Field(
+        default_factory=list, description="promoted ensemble (keys relative to the campaign directory)"
     )
     hf_force_mae: float | None = Field(
-        None, description="HF validation force MAE of the promoted ensemble (eV/Å)"
+        None, description="target-fidelity validation force MAE of the promoted ensemble (eV/Å)"
     )
-    spent: dict[str, float] = Field(
-        default_factory=lambda: {"lf": 0.0, "hf": 0.0}, description="core-seconds"
-    )
+    spent: dict[str, float] = Field(default_factory=dict, description="label cost per fidelity (core-seconds)")
     stop_reason: str | None = None
 
 
@@ -79,32 +62,39 @@ class CampaignDir:
     def calls_log(self) -> Path:
         return self.root / CALLS_LOG
 
+    def round(self, r: int) -> RoundDir:
+        """Round ``r``'s artifacts (load/save)."""
+        return RoundDir(self.root, r)
+
     def round_dir(self, r: int) -> Path:
-        return self.root / "rounds" / f"{r:03d}"
+        return self.round(r).path
 
     def label_dir(self, r: int, fidelity: str) -> Path:
-        return self.round_dir(r) / "labels" / fidelity
+        return self.round(r).label_dir(fidelity)
 
     def model_dir(self, r: int) -> Path:
-        return self.round_dir(r) / "models"
+        return self.round(r).model_dir
 
     def load_state(self) -> CampaignState:
-        data = read_json(self.state_path)
+        """The state file; missing, truncated or invalid -> one line naming the file."""
+        data = read_json(self.state_path)  # binary/truncated -> DataError naming the file
         if data is None:
             raise ConfigError(
                 f"{self.root}: not a campaign directory (no {STATE_FILE}); start one with mfal run"
             )
-        return CampaignState.model_validate(data)
+        try:
+            return CampaignState.model_validate(data)
+        except ValidationError as err:
+            first = err.errors()[0]
+            loc = ".".join(str(p) for p in first["loc"]) or "<top level>"
+            raise DataError(f"{self.state_path}: not a campaign state (field {loc}: {first['msg']})") from err
 
     def save_state(self, state: CampaignState) -> None:
         atomic_write_json(self.state_path, state.model_dump(mode="json"))
 
     def record_time(self, r: int, stage: str, seconds: float) -> None:
         """Add ``seconds`` of wall time to ``stage`` of round ``r`` (rounds/NNN/times.json)."""
-        path = self.round_dir(r) / "times.json"
-        times = read_json(path, {})
-        times[stage] = times.get(stage, 0.0) + seconds
-        atomic_write_json(path, times)
+        self.round(r).record_time(stage, seconds)
 
     def times(self, r: int) -> dict[str, float]:
-        return read_json(self.round_dir(r) / "times.json", {})
+        return self.round(r).times()

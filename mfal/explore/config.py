@@ -70,7 +70,7 @@ class MDConfig(_Strict):
     steps: int = Field(10, ge=1, description="MD steps per run")
     snapshots: int = Field(2, ge=1, description="frames kept per run")
     timestep_fs: float = Field(1.0, gt=0, description="time step (fs)")
-    fidelity: str = Field("hf", description="model head that drives the MD")
+    fidelity: str | None = Field(None, description="model head that drives the MD (default: the target fidelity)")
 
 
 class ExploreConfig(_Strict):

@@ -40,9 +40,9 @@ def test_hf_selection_respects_budget_and_picks_most_uncertain():
     desc = rng.normal(size=(n, 4))
     budget = {"lf": 1e9, "hf": 350.0}  # hf rate 10 core-s/atom -> ~1-4 picks
     sel, rep = select(nsites, scores, desc, _policy(pool=1.0), budget, _costs())
-    hf_cost = sum(_costs()["hf"].predict(int(nsites[i])) for i in sel.hf)
+    hf_cost = sum(_costs()["hf"].predict(int(nsites[i])) for i in sel["hf"])
     assert 0 < hf_cost <= budget["hf"]
-    assert 5 not in sel.hf and 5 not in sel.lf
+    assert 5 not in sel["hf"] and 5 not in sel["lf"]
     # without diversity the picks are the greedy most-uncertain ones that fit the budget
     ranked = [i for i in np.argsort(-s_hf) if i != 5]
     expected, spent = [], 0.0
@@ -51,11 +51,11 @@ def test_hf_selection_respects_budget_and_picks_most_uncertain():
         if spent + c <= budget["hf"]:
             expected.append(int(i))
             spent += c
-    assert sorted(sel.hf) == sorted(expected)
-    assert sel.hf[0] == int(ranked[0])
+    assert sorted(sel["hf"]) == sorted(expected)
+    assert sel["hf"][0] == int(ranked[0])
     assert rep["fidelities"]["hf"]["n_out_of_window"] == 1
     # every HF pick is paired at LF
-    assert set(sel.hf) <= set(sel.lf)
+    assert set(sel["hf"]) <= set(sel["lf"])
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -69,18 +69,18 @@ def test_budget_never_exceeded_with_diversity(seed):
         nsites, scores, rng.normal(size=(n, 3)), _policy(hf_cap=4, lf_cap=6, pool=3.0), budget, _costs()
     )
     costs = _costs()
-    assert sum(costs["hf"].predict(int(nsites[i])) for i in sel.hf) <= budget["hf"] + 1e-6
-    assert len(sel.hf) <= 4 and len(set(sel.hf)) == len(sel.hf)
-    extra = [i for i in sel.lf if i not in sel.hf]
+    assert sum(costs["hf"].predict(int(nsites[i])) for i in sel["hf"]) <= budget["hf"] + 1e-6
+    assert len(sel["hf"]) <= 4 and len(set(sel["hf"])) == len(sel["hf"])
+    extra = [i for i in sel["lf"] if i not in sel["hf"]]
     assert len(extra) <= 6
     # the first HF pick is the most uncertain affordable one in the window
     s = scores["hf"]["force_std_max"]
     window = [
         i for i in range(n) if 0.05 <= s[i] < 1.0 and costs["hf"].predict(int(nsites[i])) <= budget["hf"]
     ]
-    if sel.hf:
+    if sel["hf"]:
         top = max(window, key=lambda i: s[i])
-        assert s[sel.hf[0]] >= s[top] - 1e-12 or costs["hf"].predict(int(nsites[top])) > budget["hf"]
+        assert s[sel["hf"][0]] >= s[top] - 1e-12 or costs["hf"].predict(int(nsites[top])) > budget["hf"]
 
 
 def test_diversity_prefers_distinct_structures():
@@ -89,11 +89,11 @@ def test_diversity_prefers_distinct_structures():
     s = np.array([0.9, 0.85, 0.8, 0.6, 0.55])
     scores = {f: {"force_std_max": s} for f in ("lf", "hf")}
     sel, _ = select([10] * 5, scores, desc, _policy(hf_cap=2, pool=3.0), {"lf": 1e9, "hf": 1e9}, _costs())
-    assert sel.hf[0] == 0 and sel.hf[1] in (3, 4)
+    assert sel["hf"][0] == 0 and sel["hf"][1] in (3, 4)
     sel_plain, _ = select(
         [10] * 5, scores, desc, _policy(hf_cap=2, pool=1.0), {"lf": 1e9, "hf": 1e9}, _costs()
     )
-    assert sel_plain.hf == [0, 1]
+    assert sel_plain["hf"] == [0, 1]
 
 
 def test_initial_round_without_model_is_diverse_and_capped():
@@ -101,8 +101,8 @@ def test_initial_round_without_model_is_diverse_and_capped():
     sel, rep = select(
         [10] * 6, None, desc, _policy(), {"lf": 1e9, "hf": 1e9}, _costs(), initial={"lf": 3, "hf": 2}
     )
-    assert sel.hf == [0, 2]
-    assert sel.lf[:2] == [0, 2] and len(sel.lf) == 2 + 3
+    assert sel["hf"] == [0, 2]
+    assert sel["lf"][:2] == [0, 2] and len(sel["lf"]) == 2 + 3
     assert "initial" in rep["fidelities"]["hf"]["mode"]
 
 
@@ -118,8 +118,8 @@ def test_exclude_skips_already_labeled():
         _costs(),
         exclude={"hf": [0], "lf": [1]},
     )
-    assert sel.hf == [1]
-    assert 1 not in sel.lf and 0 in sel.lf
+    assert sel["hf"] == [1]
+    assert 1 not in sel["lf"] and 0 in sel["lf"]
 
 
 def test_cost_model_learns_from_records():

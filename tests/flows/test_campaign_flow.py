@@ -11,6 +11,8 @@ import yaml
 from jobflow import Flow, Response
 
 from flows.campaign import CampaignMaker, RoundMaker, campaign_flow, next_round_job, round_job
+from mfal.campaign.artifacts import Evaluation
+from mfal.runopts import RunOptions
 
 
 @pytest.fixture
@@ -40,7 +42,7 @@ def test_campaign_flow_starts_at_the_state_round(campaign_dir):
 
 
 def test_makers_do_not_mutate_and_round_expands(campaign_dir):
-    maker = RoundMaker(progress=False)
+    maker = RoundMaker(options=RunOptions(progress=False))
     before = copy.deepcopy(maker)
     job_a = maker.make(campaign_dir / "run", 1)
     job_b = maker.make(campaign_dir / "run", 1)
@@ -68,9 +70,9 @@ def test_makers_do_not_mutate_and_round_expands(campaign_dir):
 
 def test_recursion_ends_on_stop(campaign_dir):
     maker = RoundMaker()
-    done = next_round_job.original("d", 3, {"stop": True, "reason": "max_rounds=4 reached"}, maker)
+    done = next_round_job.original("d", 3, Evaluation(round=3, stop=True, reason="max_rounds=4 reached"), maker)
     assert done == {"last_round": 3, "stop_reason": "max_rounds=4 reached"}
-    more = next_round_job.original("d", 3, {"stop": False}, maker)
+    more = next_round_job.original("d", 3, Evaluation(round=3, stop=False), maker)
     assert isinstance(more, Response) and [j.name for j in more.replace.jobs] == ["campaign round 4"]
 
 
@@ -91,33 +93,43 @@ def test_flow_to_fireworks_and_queue_routing(campaign_dir):
 
 
 def test_device_reaches_the_training_config(campaign_dir, monkeypatch):
-    """``campaign_flow(device=...)`` travels in the round jobs and overrides ``train.device``; ``$MFAL_DEVICE``
-    (SLURM GPU jobs) does when no device is given. torch.cuda.is_available is patched to False so the
-    cuda-without-GPU error is checked the same on any machine."""
+    """``campaign_flow(device=...)`` travels in the round jobs' RunOptions and overrides ``train.device``;
+    ``$MFAL_DEVICE`` is not read any more (run options are passed explicitly). torch.cuda.is_available is
+    patched to False so the cuda-without-GPU error is checked the same on any machine."""
     import torch
 
-    from mfal.campaign import steps
+    from mfal.campaign.context import Campaign
+    from mfal.campaign.train import train_round
     from mfal.errors import ConfigError
 
-    monkeypatch.delenv("MFAL_DEVICE", raising=False)
     run = campaign_dir / "run"
     with pytest.raises(ConfigError, match="'tpu' not in"):
         campaign_flow(campaign_dir / "c.yaml", run, device="tpu")
     assert not run.exists()  # nothing written for a bad device
     flow = campaign_flow(campaign_dir / "c.yaml", run, device="auto")
     maker = flow.jobs[0].function_kwargs["maker"]
-    assert maker.device == "auto"
+    assert maker.options.device == "auto"
     resp = round_job.original(str(run), 0, maker)
     by_name = {j.name: j for j in resp.replace.jobs}
     for name in ("explore r0", "score r0", "train ensemble r0", "evaluate r0"):
-        assert by_name[name].function_kwargs["device"] == "auto", name
+        assert by_name[name].function_kwargs["options"].device == "auto", name
 
-    assert steps.Campaign(run).config.train.device == "cpu"  # demo.yaml, no override
-    c = steps.Campaign(run, device="auto")
+    assert Campaign(run).config.train.device == "cpu"  # demo.yaml, no override
+    c = Campaign(run, RunOptions(device="auto"))
     assert (c.config.device, c.config.train.device) == ("auto", "auto")
     monkeypatch.setenv("MFAL_DEVICE", "cuda")
-    assert steps.Campaign(run).config.train.device == "cuda"
-    assert steps.Campaign(run, device="auto").config.train.device == "auto"  # explicit beats the env
+    assert Campaign(run).config.train.device == "cpu"  # the environment is not a run option
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ConfigError, match=r"device='cuda' requested but no CUDA device"):
-        steps.train_round(run, 0)
+        train_round(run, 0, RunOptions(device="cuda"))
+
+
+def test_flow_round_is_the_library_round(campaign_dir):
+    """The flow's round and ``mfal.campaign.round.run_round`` use one step list (same names, same order)."""
+    from mfal.campaign.round import round_stages
+    from mfal.fidelity import Fidelities
+
+    campaign_flow(campaign_dir / "c.yaml", campaign_dir / "run")
+    resp = round_job.original(str(campaign_dir / "run"), 2, RoundMaker())
+    names = [j.name for j in resp.replace.jobs][:-1]
+    assert names == [f"{s.name} r2" for stage in round_stages(Fidelities()) for s in stage]
