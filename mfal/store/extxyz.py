@@ -14,13 +14,18 @@ Layout of one frame (readable by ``ase.io.read(path, index=":")``):
 
 Frames from other tools (no ``fidelity``/``frame_id`` info) are accepted when a fidelity is given; their
 ``frame_id`` is derived from structure, fidelity and calc as for every other frame.
+
+Reading streams the file frame by frame (``ase.io.iread``) and refuses a file over ``max_bytes``
+(:data:`MAX_EXTXYZ_BYTES`) before reading it; any bad frame — non-finite cell, positions or labels, unknown
+element, a malformed info value — is one DataError line naming the file, the frame and the field.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +33,17 @@ import numpy as np
 
 from mfal.errors import DataError
 from mfal.fidelity import DEFAULT_FIDELITIES, UnknownFidelityError, check_fidelity
+from mfal.fileio import MAX_READ_BYTES, atomic_write_text
 from mfal.store.docs import FrameDoc
+from mfal.store.validate import check_finite, validate_structure
 
 logger = logging.getLogger(__name__)
 
 #: 1 GPa in eV/Å³ is 1/EV_A3_TO_GPA
 EV_A3_TO_GPA = 160.21766208
+
+#: the largest extxyz file read (bytes); bigger ones are refused before reading (split them, or pass max_bytes)
+MAX_EXTXYZ_BYTES = MAX_READ_BYTES
 
 _STR_FIELDS = ("source", "status", "status_reason", "campaign", "task_dir", "task_id")
 
@@ -87,10 +97,9 @@ def write_extxyz(frames: Iterable[FrameDoc], path: str | Path | Any) -> int:
 
     images = [frame_to_atoms(f) for f in frames]
     if isinstance(path, str | Path):
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        ase.io.write(tmp, images, format="extxyz")
-        tmp.replace(path)  # nothing half-written
+        buf = io.StringIO()
+        ase.io.write(buf, images, format="extxyz")
+        atomic_write_text(path, buf.getvalue())  # nothing half-written
     else:
         ase.io.write(path, images, format="extxyz")
     return len(images)
@@ -110,7 +119,10 @@ def atoms_to_frame(
     ``where`` names the frame in error messages (e.g. ``"data.xyz frame 3"``). ``raw_frame_id``: the id as
     written in the file, for ids that ASE parsed as a number (an all-digit hex id such as ``"0123…"``).
     """
+    from pydantic import ValidationError
     from pymatgen.core import Lattice, Structure
+
+    from mfal.store.jsonio import validation_detail
 
     info = dict(atoms.info)
     results = dict(atoms.calc.results) if atoms.calc is not None else {}
@@ -127,6 +139,8 @@ def atoms_to_frame(
     except UnknownFidelityError as err:
         raise DataError(f"{where}: {err}") from err
 
+    check_finite(atoms.cell[:], "lattice", where)
+    check_finite(atoms.positions, "positions", where)
     if not atoms.pbc.all() or atoms.cell.rank != 3:
         raise DataError(f"{where}: needs a periodic 3D cell (pbc={atoms.pbc.tolist()})")
     try:
@@ -138,18 +152,12 @@ def atoms_to_frame(
         )
     except ValueError as err:
         raise DataError(f"{where}: not a valid structure ({err})") from err
+    validate_structure(structure, where)
 
     energy = results.get("energy", info.get("energy"))
     forces = results.get("forces", atoms.arrays.get("forces"))
     magmoms = results.get("magmoms", atoms.arrays.get("magmoms"))
-    stress = None
-    if "mfal_stress_gpa" in info:
-        stress = np.asarray(info["mfal_stress_gpa"], dtype=float).reshape(3, 3)
-    elif results.get("stress") is not None:
-        from ase.stress import voigt_6_to_full_3x3_stress
-
-        s = np.asarray(results["stress"], dtype=float)
-        stress = (voigt_6_to_full_3x3_stress(s) if s.shape == (6,) else s.reshape(3, 3)) * EV_A3_TO_GPA
+    stress = _stress_gpa(info, results, where)
 
     calc: dict[str, Any] = {}
     if "mfal_calc" in info:
@@ -160,7 +168,7 @@ def atoms_to_frame(
     elif info.get("calc_code") is not None:
         calc = {"code": str(info["calc_code"])}
 
-    fields: dict[str, Any] = {"energy": None if energy is None else float(energy)}
+    fields: dict[str, Any] = {"energy": None if energy is None else _number(energy, "energy", where)}
     fields["forces"] = forces
     fields["stress"] = stress
     fields["magmoms"] = magmoms
@@ -169,9 +177,9 @@ def atoms_to_frame(
             fields[key] = str(info[key])
     fields.setdefault("source", source)
     if info.get("round") is not None:
-        fields["round"] = int(info["round"])
+        fields["round"] = _integer(info["round"], "round", where)
     if info.get("cost") is not None:
-        fields["cost"] = float(info["cost"])
+        fields["cost"] = _number(info["cost"], "cost", where)
     if info.get("created_at") is not None:
         fields["created_at"] = str(info["created_at"])
     frame_id = raw_frame_id if raw_frame_id is not None else info.get("frame_id")
@@ -183,17 +191,80 @@ def atoms_to_frame(
         )
     try:
         return FrameDoc.from_structure(structure, fidelity=fid, calc=calc, **fields)
-    except ValueError as err:  # pydantic ValidationError is a ValueError
-        msg = str(err).splitlines()
-        raise DataError(f"{where}: not a valid frame: {' '.join(m.strip() for m in msg[:3])}") from err
+    except ValidationError as err:
+        raise DataError(f"{where}: not a valid frame: {validation_detail(err)}") from None
+    except ValueError as err:
+        raise DataError(f"{where}: not a valid frame: {str(err).splitlines()[0]}") from None
 
 
-def read_extxyz(path: str | Path, *, fidelity: str | None = None, source: str = "import") -> list[FrameDoc]:
+def _number(value: Any, field: str, where: str) -> float:
+    """``value`` as a float, DataError naming ``field`` if it is not a number (NaN is judged by FrameDoc)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: info {field!r} is {value!r}; expected a number") from None
+
+
+def _integer(value: Any, field: str, where: str) -> int:
+    number = _number(value, field, where)
+    if not number.is_integer():
+        raise DataError(f"{where}: info {field!r} is {value!r}; expected an integer")
+    return int(number)
+
+
+def _stress_gpa(info: dict, results: dict, where: str) -> np.ndarray | None:
+    """3×3 stress (GPa, CHGNet sign) from ``mfal_stress_gpa`` (9 numbers) or ASE's stress (eV/Å³, Voigt)."""
+    from ase.stress import voigt_6_to_full_3x3_stress
+
+    if "mfal_stress_gpa" in info:
+        try:
+            arr = np.asarray(info["mfal_stress_gpa"], dtype=float).reshape(-1)
+        except (TypeError, ValueError):
+            raise DataError(
+                f"{where}: info 'mfal_stress_gpa' is not numeric; expected 9 numbers (GPa)"
+            ) from None
+        if arr.size != 9:
+            raise DataError(
+                f"{where}: info 'mfal_stress_gpa' has {arr.size} numbers; expected 9 (3x3 stress in GPa, row-major)"
+            )
+        return arr.reshape(3, 3)
+    if results.get("stress") is None:
+        return None
+    try:
+        s = np.asarray(results["stress"], dtype=float)
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: stress is not numeric; expected 6 (Voigt) or 9 numbers (eV/Å³)") from None
+    if s.shape == (6,):
+        return voigt_6_to_full_3x3_stress(s) * EV_A3_TO_GPA
+    if s.size == 9:
+        return s.reshape(3, 3) * EV_A3_TO_GPA
+    raise DataError(f"{where}: stress has {s.size} numbers; expected 6 (Voigt) or 9 (eV/Å³)")
+
+
+def read_extxyz(
+    path: str | Path,
+    *,
+    fidelity: str | None = None,
+    source: str = "import",
+    max_bytes: int | None = None,
+) -> list[FrameDoc]:
     """Read every frame of an extxyz file as FrameDocs (all frames are validated; any bad one raises DataError).
 
     ``fidelity``: for frames without a ``fidelity`` info key ("lf"/"hf"; ``None`` or ``"auto"`` = from the file).
-    ``source``: for frames without a ``source`` info key.
+    ``source``: for frames without a ``source`` info key. ``max_bytes``: refuse bigger files before reading
+    (default :data:`MAX_EXTXYZ_BYTES`).
     """
+    return list(iter_extxyz(path, fidelity=fidelity, source=source, max_bytes=max_bytes))
+
+
+def iter_extxyz(
+    path: str | Path,
+    *,
+    fidelity: str | None = None,
+    source: str = "import",
+    max_bytes: int | None = None,
+) -> Iterator[FrameDoc]:
+    """The frames of an extxyz file one at a time (see :func:`read_extxyz`); memory holds one ASE frame."""
     import ase.io
 
     path = Path(path)
@@ -201,36 +272,56 @@ def read_extxyz(path: str | Path, *, fidelity: str | None = None, source: str = 
         fidelity = None
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    try:
-        images = ase.io.read(path, index=":", format="extxyz")
-    except Exception as err:  # ASE raises many types (ValueError, IndexError, XYZError, ...) on bad files
-        raise DataError(f"{path}: not a readable extxyz file ({type(err).__name__}: {err})") from err
-    if not images:
-        raise DataError(f"{path}: contains no frames")
-    raw_ids: list[str | None] | None = None
-    if any("frame_id" in a.info and not isinstance(a.info["frame_id"], str) for a in images):
-        raw_ids = _raw_info_values(path, "frame_id", len(images))
-    return [
-        atoms_to_frame(
-            atoms,
-            fidelity=fidelity,
-            source=source,
-            where=f"{path} frame {i}",
-            raw_frame_id=raw_ids[i] if raw_ids else None,
+    limit = MAX_EXTXYZ_BYTES if max_bytes is None else max_bytes
+    size = path.stat().st_size
+    if size > limit:
+        raise DataError(
+            f"{path}: {size / 2**20:.0f} MiB is over the {limit / 2**20:.0f} MiB limit for an extxyz file; "
+            "split it (e.g. ase convert with an index range) or raise the limit"
         )
-        for i, atoms in enumerate(images)
-    ]
+    raw_ids: list[str | None] | None = None
+    i = -1
+    images = ase.io.iread(path, index=":", format="extxyz")
+    while True:
+        try:
+            atoms = next(images, None)
+        except MemoryError:
+            raise DataError(f"{path} frame {i + 1}: too large to load into memory") from None
+        except Exception as err:  # ASE raises many types (ValueError, IndexError, XYZError, ...) on bad files
+            raise DataError(
+                f"{path}: not a readable extxyz file (frame {i + 1}: {type(err).__name__}: {err})"
+            ) from None
+        if atoms is None:
+            break
+        i += 1
+        raw_id = None
+        if "frame_id" in atoms.info and not isinstance(atoms.info["frame_id"], str):
+            if raw_ids is None:
+                raw_ids = _raw_info_values(path, "frame_id") or []
+            raw_id = raw_ids[i] if i < len(raw_ids) else None
+        yield atoms_to_frame(
+            atoms, fidelity=fidelity, source=source, where=f"{path} frame {i}", raw_frame_id=raw_id
+        )
+    if i < 0:
+        raise DataError(f"{path}: contains no frames")
 
 
-def _raw_info_values(path: Path, key: str, n_frames: int) -> list[str | None] | None:
+def _raw_info_values(path: Path, key: str) -> list[str | None] | None:
     """The unparsed ``key=value`` of every frame's comment line (ASE turns digit-only strings into numbers)."""
     import re
 
     pattern = re.compile(rf'(?:^|\s){re.escape(key)}=(?:"([^"]*)"|(\S+))')
     values: list[str | None] = []
-    with open(path) as fh:
+    try:
+        fh = open(path, encoding="utf-8")  # noqa: SIM115 - closed below
+    except OSError:
+        return None
+    with fh:
         while True:
-            head = fh.readline()
+            try:
+                head = fh.readline()
+            except UnicodeDecodeError:
+                return None
             if not head.strip():
                 break
             try:
@@ -241,4 +332,4 @@ def _raw_info_values(path: Path, key: str, n_frames: int) -> list[str | None] | 
             values.append(None if m is None else (m.group(1) if m.group(1) is not None else m.group(2)))
             for _ in range(natoms):
                 fh.readline()
-    return values if len(values) == n_frames else None
+    return values

@@ -1,6 +1,9 @@
 """Import existing DFT data into a store: VASP run directories (vasprun.xml/OUTCAR, gz or not), extxyz, JSON.
 
 All inputs are parsed and validated before anything is written, so a bad file leaves the store untouched.
+Frames are upserted by ``frame_id``, so an interrupted import (even kill -9) is completed by running it again:
+nothing is lost and nothing is duplicated. Every frame's structure passes
+:func:`~mfal.store.validate.validate_structure` (through :class:`~mfal.store.docs.FrameDoc`).
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from pydantic import ValidationError
 
 from mfal.errors import DataError
 from mfal.fidelity import DEFAULT_FIDELITIES, UnknownFidelityError
@@ -92,8 +97,26 @@ def check_fidelity_choice(fidelity: str) -> str:
     return fidelity
 
 
-def read_source(src: ImportSource, *, fidelity: str = "auto", source: str = "import") -> list[FrameDoc]:
-    """Frames of one source; fills ``src.frames``. Raises DataError naming the file on bad input."""
+def read_source(
+    src: ImportSource, *, fidelity: str = "auto", source: str = "import", max_bytes: int | None = None
+) -> list[FrameDoc]:
+    """Frames of one source; fills ``src.frames``. Raises DataError naming the file on bad input.
+
+    ``max_bytes``: refuse an extxyz/JSON file bigger than this before reading it (default: the readers' limit).
+    """
+    try:
+        frames = _read(src, fidelity=fidelity, source=source, max_bytes=max_bytes)
+    except ValidationError as err:  # a parser built an invalid FrameDoc (e.g. NaN positions in a vasprun)
+        from mfal.store.jsonio import validation_detail
+
+        raise DataError(f"{src.path}: not a valid frame: {validation_detail(err)}") from None
+    except MemoryError:
+        raise DataError(f"{src.path}: too large to load into memory; split it") from None
+    src.frames = frames
+    return frames
+
+
+def _read(src: ImportSource, *, fidelity: str, source: str, max_bytes: int | None) -> list[FrameDoc]:
     from mfal.store.extxyz import read_extxyz
     from mfal.store.jsonio import read_json
 
@@ -103,16 +126,16 @@ def read_source(src: ImportSource, *, fidelity: str = "auto", source: str = "imp
 
         frames = parse_vasp_dir(src.path, fidelity=fidelity, source=source)
     elif src.kind == "extxyz":
-        frames = read_extxyz(src.path, fidelity=None if fidelity == "auto" else fidelity, source=source)
+        fid = None if fidelity == "auto" else fidelity
+        frames = read_extxyz(src.path, fidelity=fid, source=source, max_bytes=max_bytes)
     elif src.kind == "json":
-        frames = read_json(src.path)
+        frames = read_json(src.path, max_bytes=max_bytes)
         if fidelity != "auto":
             wrong = [f.frame_id for f in frames if f.fidelity != fidelity]
             if wrong:
                 raise DataError(f"{src.path}: frame {wrong[0]} has fidelity != requested {fidelity!r}")
     else:  # pragma: no cover - discover() only makes the kinds above
         raise DataError(f"{src.path}: unknown source kind {src.kind!r}")
-    src.frames = frames
     return frames
 
 
@@ -122,10 +145,11 @@ def import_paths(
     *,
     fidelity: str = "auto",
     on_source: Callable[[ImportSource], None] | None = None,
+    max_bytes: int | None = None,
 ) -> ImportSummary:
     """Parse every path, then upsert all frames in one batch (nothing is written if any path is bad)."""
     check_fidelity_choice(fidelity)
-    return import_sources(store, discover(paths), fidelity=fidelity, on_source=on_source)
+    return import_sources(store, discover(paths), fidelity=fidelity, on_source=on_source, max_bytes=max_bytes)
 
 
 def read_sources(
@@ -133,11 +157,12 @@ def read_sources(
     *,
     fidelity: str = "auto",
     on_source: Callable[[ImportSource], None] | None = None,
+    max_bytes: int | None = None,
 ) -> list[ImportSource]:
     """Read (parse and validate) every source; ``on_source`` is called after each (e.g. a progress bar)."""
     check_fidelity_choice(fidelity)
     for src in sources:
-        read_source(src, fidelity=fidelity)
+        read_source(src, fidelity=fidelity, max_bytes=max_bytes)
         if on_source is not None:
             on_source(src)
     return list(sources)
@@ -169,6 +194,8 @@ def import_sources(
     *,
     fidelity: str = "auto",
     on_source: Callable[[ImportSource], None] | None = None,
+    max_bytes: int | None = None,
 ) -> ImportSummary:
     """Read every source of :func:`discover`, then upsert all frames in one validated batch."""
-    return store_sources(store, read_sources(sources, fidelity=fidelity, on_source=on_source))
+    read = read_sources(sources, fidelity=fidelity, on_source=on_source, max_bytes=max_bytes)
+    return store_sources(store, read)
