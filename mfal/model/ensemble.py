@@ -21,6 +21,7 @@ from pymatgen.core import Structure
 
 from mfal.errors import ConfigError, DataError
 from mfal.model.mfchgnet import MFCHGNet
+from mfal.model.trunk import run_trunk
 
 logger = logging.getLogger(__name__)
 
@@ -190,7 +191,9 @@ class MFEnsemble:
         device = lead.device
         graphs = [g if g.atomic_number.device == device else g.to(device) for g in graphs]
         with torch.enable_grad():
-            trunk = lead._trunk(graphs, fid_graph, f_single, compute_stress=False, compute_magmom=magnetic)
+            trunk = run_trunk(
+                lead, graphs, fid_graph, f_single, compute_stress=False, compute_magmom=magnetic
+            )
             heads = torch.stack(
                 [m._head_energy(trunk, fid_graph, f_single) for m in self.members]
             )  # [K, b] eV

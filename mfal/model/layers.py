@@ -76,13 +76,7 @@ def atom_conv(
     messages = run_gated(layer.twoBody_atom, messages, *extra)
     messages = messages * bond_weights.index_select(0, d2u)
     new = atom_feas.new_zeros(atom_feas.shape).index_add(0, centre, messages)  # sum over neighbours
-    if layer.use_mlp_out:
-        new = layer.mlp_out(new)
-    if layer.resnet:
-        new = new + atom_feas
-    if layer.atom_norm is not None:
-        new = layer.atom_norm(new)
-    return new
+    return _finish(layer, new, atom_feas, layer.atom_norm)
 
 
 def triplet_input(atom_feas: Tensor, bond_feas: Tensor, angle_feas: Tensor, bond_graph: Tensor) -> Tensor:
@@ -117,13 +111,7 @@ def bond_conv(
         * bond_weights.index_select(0, bond_graph[:, 2])
     )
     new = bond_feas.new_zeros(bond_feas.shape).index_add(0, bond_graph[:, 1], update)
-    if layer.use_mlp_out:
-        new = layer.mlp_out(new)
-    if layer.resnet:
-        new = new + bond_feas
-    if layer.bond_norm is not None:
-        new = layer.bond_norm(new)
-    return new
+    return _finish(layer, new, bond_feas, layer.bond_norm)
 
 
 def angle_update(
@@ -136,8 +124,15 @@ def angle_update(
 ) -> Tensor:
     """chgnet ``AngleUpdate``: angle features [n_angles, angle_dim] from their bonds and centre atom."""
     new = run_gated(layer.twoBody_bond, triplet_input(atom_feas, bond_feas, angle_feas, bond_graph), *extra)
+    return _finish(layer, new, angle_feas, layer.angle_norm)
+
+
+def _finish(layer: nn.Module, new: Tensor, old: Tensor, norm: nn.Module | None) -> Tensor:
+    """A layer's tail as in chgnet: optional output MLP (AtomConv/BondConv), residual, normalisation."""
+    if getattr(layer, "use_mlp_out", False):
+        new = layer.mlp_out(new)
     if layer.resnet:
-        new = new + angle_feas
-    if layer.angle_norm is not None:
-        new = layer.angle_norm(new)
+        new = new + old
+    if norm is not None:
+        new = norm(new)
     return new

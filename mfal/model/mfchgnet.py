@@ -249,8 +249,8 @@ class MFCHGNet(nn.Module):
         compute_f, compute_s, compute_m = "f" in task, "s" in task, "m" in task
 
         with torch.enable_grad():
-            trunk = self._trunk(
-                graphs, fid_graph, f_single, compute_stress=compute_s, compute_magmom=compute_m
+            trunk = run_trunk(
+                self, graphs, fid_graph, f_single, compute_stress=compute_s, compute_magmom=compute_m
             )
             bg, atoms_per_graph = trunk["bg"], trunk["atoms_per_graph"]
             pred: dict[str, Any] = {"atoms_per_graph": atoms_per_graph}
@@ -284,21 +284,6 @@ class MFCHGNet(nn.Module):
                 if key in pred:
                     pred[key] = pred[key].detach() if key == "e" else [t.detach() for t in pred[key]]
         return pred
-
-    def _trunk(
-        self,
-        graphs: Sequence[CrystalGraph],
-        fid_graph: Tensor,
-        f_single: int | None,
-        *,
-        compute_stress: bool,
-        compute_magmom: bool,
-    ) -> dict[str, Any]:
-        """Batched graph and message passing up to the atom features before the readout
-        (:func:`mfal.model.trunk.run_trunk`)."""
-        return run_trunk(
-            self, graphs, fid_graph, f_single, compute_stress=compute_stress, compute_magmom=compute_magmom
-        )
 
     def _head_energy(self, trunk: dict[str, Any], fid_graph: Tensor, f_single: int | None) -> Tensor:
         """Readout energy [n_graphs] in eV (total, without AtomRef) from the trunk's atom features."""
