@@ -18,13 +18,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mfal.config_io import read_yaml, validation_message
 from mfal.errors import ConfigError
-from mfal.store.docs import FrameDoc, structure_fingerprint
-from mfal.train.trainer import TrainConfig, TrainResult, train_ensemble, train_model
+from mfal.store.docs import FrameDoc
+from mfal.train.config import TrainConfig
+from mfal.train.ensemble import EnsembleConfig, train_ensemble
+from mfal.train.split import split_frames
+from mfal.train.trainer import TrainResult, train_model
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +52,6 @@ class DataConfig(BaseModel):
     )
 
 
-class EnsembleConfig(BaseModel):
-    """Train K members (seeds seed..seed+K-1, optional bootstrap)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    k: int = Field(1, ge=1, description="number of members")
-    bootstrap: bool = Field(False, description="each member trains on a bootstrap resample")
-
-
 class TrainRunConfig(BaseModel):
     """The YAML file of ``mfal train``."""
 
@@ -68,8 +61,6 @@ class TrainRunConfig(BaseModel):
     train: TrainConfig = Field(default_factory=TrainConfig)
     ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
     out_dir: str = Field("runs/train", description="output directory (relative to the current directory)")
-
-
 
 
 def load_run_config(path: str | Path) -> TrainRunConfig:
@@ -111,7 +102,7 @@ def load_frames(
     for p in data.extxyz:
         frames += read_extxyz(p, fidelity=data.fidelity)
     if data.store:
-        from mfal.store.frames import open_store
+        from mfal.store import open_store
 
         with open_store(data.store) as store:
             frames += store.training_frames()
@@ -130,29 +121,6 @@ def _only_ok(frames: list[FrameDoc]) -> list[FrameDoc]:
     if len(ok) != len(frames):
         log.warning("skipped %d frames whose status is not 'ok'", len(frames) - len(ok))
     return ok
-
-
-def split_frames(
-    frames: list[FrameDoc], val_fraction: float, *, seed: int = 0, target_fidelity: str = "hf"
-) -> tuple[list[FrameDoc], list[FrameDoc]]:
-    """Hold out ``val_fraction`` of the structures (all their fidelities together, so no structure is in both
-    sets); structures with a ``target_fidelity`` label and the rest are split separately (stratified)."""
-    groups: dict[str, list[FrameDoc]] = {}
-    for f in frames:
-        groups.setdefault(structure_fingerprint(f.get_structure()), []).append(f)
-    rng = np.random.default_rng(seed)
-    keys = sorted(groups)
-    with_target = [k for k in keys if any(f.fidelity == target_fidelity for f in groups[k])]
-    rest = [k for k in keys if k not in set(with_target)]
-    val_keys: set[str] = set()
-    for part in (with_target, rest):
-        n_val = int(round(val_fraction * len(part)))
-        if val_fraction > 0 and len(part) >= 2:
-            n_val = max(1, min(n_val, len(part) - 1))
-        val_keys |= {part[i] for i in rng.permutation(len(part))[:n_val]}
-    train = [f for k in keys if k not in val_keys for f in groups[k]]
-    val = [f for k in keys if k in val_keys for f in groups[k]]
-    return train, val
 
 
 def _cap(frames: list[FrameDoc], max_frames: int | None) -> list[FrameDoc]:
@@ -187,7 +155,11 @@ def run_training(
     progress: bool = False,
     callback: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> list[TrainResult]:
-    """Train the run's model (or ensemble) and write checkpoints + metrics JSON under the output dir."""
+    """Train the run's model (or ensemble) and write checkpoints + metrics JSON under the output dir.
+
+    One model (``ensemble.k`` = 1) writes into the output dir itself; an ensemble into ``member_i`` subdirs
+    (a rerun skips finished members and resumes an interrupted one). ``callback(member, row)`` after every epoch.
+    """
     out = Path(out_dir or cfg.out_dir)
     train, val = prepare_data(cfg)
     log.info("training on %d frames, validating on %d", len(train), len(val))
@@ -200,16 +172,20 @@ def run_training(
             train_model(train, val, cfg.train, out_dir=out, resume=resume, progress=progress, callback=cb)
         ]
     elif resume is not None:
-        raise ConfigError("--resume works for single-model runs (ensemble.k = 1); resume members one by one")
+        raise ConfigError(
+            "--resume works for single-model runs (ensemble.k = 1); rerun an ensemble with the same --out to "
+            "skip its finished members and resume the interrupted one"
+        )
     else:
         results = train_ensemble(
             train,
             val,
             cfg.train,
-            cfg.ensemble.k,
-            bootstrap=cfg.ensemble.bootstrap,
+            cfg.ensemble,
             out_dir=out,
-            callback=callback,
+            seed=cfg.train.seed,
+            progress=progress,
+            on_epoch=callback,
         )
     for r in results:
         r.extra.update({"n_train": len(train), "n_val": len(val), "sources": sources})

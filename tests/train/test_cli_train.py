@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from mfal.errors import ConfigError
-from mfal.train.run import load_run_config, split_frames
+from mfal.train.run import load_run_config
+from mfal.train.split import split_frames
 
 
 def _mfal(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -97,7 +98,7 @@ def test_missing_config_file(tmp_path):
 def test_split_keeps_structures_together(teacher_frames):
     from mfal.store.docs import structure_fingerprint
 
-    train, val = split_frames(list(teacher_frames), 0.25, seed=1)
+    train, val = split_frames(list(teacher_frames), 0.25, seed=1, target_fidelity="hf")
     assert len(train) + len(val) == len(teacher_frames)
     fp_train = {structure_fingerprint(f.get_structure()) for f in train}
     fp_val = {structure_fingerprint(f.get_structure()) for f in val}

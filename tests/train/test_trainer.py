@@ -1,4 +1,4 @@
-"""Trainer: fidelity-only parameters, short real training, resume, baselines, ensembles, bad frames.
+"""Trainer: fidelity-only parameters, short real training, resume, baselines, bad frames (ensembles: test_ensemble).
 
 Frames are 28-atom LiFePO4 cells with SURROGATE teacher labels (LF = CHGNet 0.2.0 without moments, HF = CHGNet
 0.3.0 with moments). Models warm-start from pretrained CHGNet 0.2.0 so that the HF surface is really different
@@ -20,7 +20,6 @@ from mfal.train.trainer import (
     build_model,
     evaluate,
     load_train_state,
-    train_ensemble,
     train_model,
     train_on_datasets,
 )
@@ -151,24 +150,3 @@ def test_train_model_names_bad_frame(lf_frames, hf_frames):
     )
     with pytest.raises(DataError, match="frame lf-failed: status='failed'"):
         train_model([failed], [], TrainConfig(epochs=1, **FAST))
-
-
-@pytest.mark.slow
-def test_ensemble_members_share_graphs_and_differ(lf_frames, hf_frames, tmp_path, monkeypatch):
-    from mfal.model import MFCHGNet
-
-    calls = []
-    original = MFCHGNet.graphs
-
-    def counting(self, structures, **kw):
-        calls.append(len(structures))
-        return original(self, structures, **kw)
-
-    monkeypatch.setattr(MFCHGNet, "graphs", counting)
-    train, val = lf_frames[:2] + hf_frames[:2], hf_frames[-1:]
-    results = train_ensemble(train, val, TrainConfig(epochs=1, **FAST), 2, bootstrap=True, out_dir=tmp_path)
-    assert calls == [4, 1]  # graphs built once (train + val) for both members
-    assert [r.checkpoint.parent.name for r in results] == ["member_0", "member_1"]
-    assert results[0].sha256 != results[1].sha256
-    p0, p1 = results[0].model.state_dict(), results[1].model.state_dict()
-    assert any(not torch.equal(p0[k], p1[k]) for k in p0)

@@ -1,0 +1,91 @@
+"""Settings of one training run: :class:`TrainConfig` (YAML section ``train``) and :class:`TLConfig`."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from mfal.fidelity import DEFAULT_FIDELITIES, HF, LF, MAGNETIC_FIDELITIES
+from mfal.train.loss import LossConfig
+
+#: the fidelity components of MF-CHGNet (E embedding, M message bias, R readout, C composition model)
+COMPONENTS = "EMRC"
+
+
+class TLConfig(BaseModel):
+    """Transfer-learning baseline: LF pre-training, then HF fine-tuning."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lf_epochs: int | None = Field(None, ge=0, description="epochs on LF frames (default: `epochs`)")
+    hf_lr_factor: float = Field(1.0, gt=0, description="HF fine-tuning learning rate = lr × this")
+    refit_atomref: bool = Field(True, description="refit the AtomRef on HF energies before fine-tuning")
+
+
+class TrainConfig(BaseModel):
+    """Everything one training run needs (YAML section ``train``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["mf", "sf", "tl"] = Field("mf", description="mf, sf (HF only) or tl (LF then HF)")
+    fidelities: tuple[str, ...] = Field(DEFAULT_FIDELITIES, description="model fidelities, index 1, 2, ...")
+    magnetic_fidelities: tuple[str, ...] = Field(MAGNETIC_FIDELITIES, description="fidelities with moments")
+    target_fidelity: str = Field(HF, description="fidelity of early stopping and of sf/tl fine-tuning")
+    lf_fidelity: str = Field(LF, description="fidelity of the tl pre-training stage")
+    components: str | None = Field(None, description='subset of "EMRC" (mf default "EMRC"; sf/tl always "")')
+    warm_start: str = Field("pretrained", description='"pretrained", "scratch" or a model checkpoint path')
+    pretrained_version: str = Field("0.3.0", description="CHGNet version of the pretrained warm start")
+    epochs: int = Field(20, ge=0, description="maximum epochs (per stage in tl)")
+    lr: float = Field(3e-4, gt=0, description="Adam learning rate (3e-4 suits fine-tuning pretrained CHGNet)")
+    min_lr_factor: float = Field(0.05, gt=0, le=1, description="cosine schedule ends at lr × this")
+    weight_decay: float = Field(0.0, ge=0)
+    batch_size: int = Field(8, ge=1)
+    grad_clip: float | None = Field(10.0, gt=0, description="max gradient norm (None: no clipping)")
+    loss: LossConfig = Field(default_factory=LossConfig)
+    hf_oversample: float = Field(
+        1.0, ge=1.0, description="target-fidelity frames appear this many times per epoch (fraction random)"
+    )
+    patience: int | None = Field(10, ge=1, description="epochs without improvement before stopping")
+    seed: int = Field(0, description="seeds model init (scratch), shuffling and bootstrap")
+    device: str = Field("auto", description="auto, cpu or cuda")
+    fit_atomref: bool = Field(True, description="least-squares AtomRef per fidelity before training")
+    eval_batch_size: int = Field(16, ge=1)
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (None: leave as is)")
+    tl: TLConfig = Field(default_factory=TLConfig)
+
+    @field_validator("components")
+    @classmethod
+    def _components(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        bad = sorted(set(v) - set(COMPONENTS))
+        if bad or len(set(v)) != len(v):
+            raise ValueError(f"components={v!r}: expected distinct letters from {COMPONENTS!r} (or F = EMRC)")
+        return "".join(c for c in COMPONENTS if c in v)
+
+    @field_validator("components", mode="before")
+    @classmethod
+    def _full(cls, v: Any) -> Any:
+        return COMPONENTS if v == "F" else v
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if len(self.fidelities) < 2 or len(set(self.fidelities)) != len(self.fidelities):
+            raise ValueError(f"fidelities={list(self.fidelities)}: need at least 2 distinct names")
+        for name in ("target_fidelity", "lf_fidelity"):
+            if getattr(self, name) not in self.fidelities:
+                raise ValueError(f"{name}={getattr(self, name)!r} not in fidelities {list(self.fidelities)}")
+        unknown = [f for f in self.magnetic_fidelities if f not in self.fidelities]
+        if unknown:
+            raise ValueError(f"magnetic_fidelities {unknown} not in fidelities {list(self.fidelities)}")
+        if self.mode == "mf" and self.components is None:
+            self.components = COMPONENTS
+        elif self.mode in ("sf", "tl"):
+            if self.components:
+                raise ValueError(
+                    f"components={self.components!r}: mode {self.mode!r} uses the plain CHGNet "
+                    'architecture (components "")'
+                )
+            self.components = ""
+        return self

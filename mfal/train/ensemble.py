@@ -1,0 +1,216 @@
+"""The one ensemble trainer: K members that differ by seed and bootstrap, for the campaign, ``mfal train`` and
+the benchmarks.
+
+Member ``i`` trains with seed ``seed + i`` (shuffling, scratch init, bootstrap) in ``out_dir/member_i``. The
+base model is loaded once (members deep-copy it) and the graphs are built once for all members. Resumable: a
+member whose ``done.json`` names an intact checkpoint is skipped, an interrupted one continues from its
+``train_state.pt``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from mfal.errors import ConfigError
+from mfal.fileio import atomic_write_json, read_json
+from mfal.store.docs import FrameDoc
+from mfal.train.build import build_model, check_layout, model_from_state
+from mfal.train.config import TrainConfig
+from mfal.train.data import FrameDataset
+from mfal.train.state import STATE_FILE, load_train_state
+from mfal.train.trainer import TrainResult, train_on_datasets
+
+log = logging.getLogger(__name__)
+
+DONE_FILE = "done.json"
+DONE_FORMAT = "mfal-member/1"
+#: second word of a member's bootstrap seed (``default_rng([member seed, BOOTSTRAP_STREAM])``)
+BOOTSTRAP_STREAM = 7919
+
+
+class EnsembleConfig(BaseModel):
+    """Train K members (seeds seed..seed+K-1, optional bootstrap) — YAML section ``ensemble``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    k: int = Field(1, ge=1, description="number of members")
+    bootstrap: bool = Field(False, description="each member trains on a bootstrap resample (per fidelity)")
+
+
+def member_dir(out_dir: str | Path, i: int) -> Path:
+    """Directory of member ``i``: ``out_dir/member_i``."""
+    return Path(out_dir) / f"member_{i}"
+
+
+def bootstrap_indices(fidelities: Sequence[str], seed: int) -> list[int]:
+    """A bootstrap resample of positions ``0..n-1``, drawn per fidelity with replacement (seeded).
+
+    Each fidelity keeps its frame count, so no member loses all frames of the (few) target-fidelity labels.
+    """
+    rng = np.random.default_rng([seed, BOOTSTRAP_STREAM])
+    out: list[int] = []
+    for fid in dict.fromkeys(fidelities):
+        pos = [i for i, f in enumerate(fidelities) if f == fid]
+        out += [pos[j] for j in rng.integers(0, len(pos), size=len(pos))]
+    return out
+
+
+def _file_sha256(path: Path) -> str:
+    from mfal.model.mfchgnet import file_sha256
+
+    return file_sha256(path)
+
+
+def load_done(directory: Path) -> TrainResult | None:
+    """The result recorded in ``directory/done.json`` if its checkpoint is intact, else None (train again)."""
+    done = read_json(directory / DONE_FILE)
+    if not isinstance(done, dict) or "sha256" not in done:
+        return None
+    ckpt = directory / str(done.get("checkpoint") or done.get("path") or "model.pt")
+    if not ckpt.is_file() or _file_sha256(ckpt) != done["sha256"]:
+        log.warning("%s: checkpoint %s missing or changed; training the member again", directory, ckpt)
+        return None
+    metrics = {
+        fid: {k: float("nan") if v is None else float(v) for k, v in m.items()}
+        for fid, m in (done.get("metrics") or {}).items()
+    }
+    return TrainResult(
+        model=None,
+        metrics=metrics,
+        history=[],
+        best_epoch=int(done.get("best_epoch", -1)),
+        checkpoint=ckpt,
+        sha256=done["sha256"],
+        stopped_early=bool(done.get("stopped_early", False)),
+        extra={"skipped": True, "seed": done.get("seed")},
+    )
+
+
+def _write_done(directory: Path, res: TrainResult, seed: int) -> None:
+    if res.checkpoint is None:  # trained without out_dir: nothing to record
+        return
+    atomic_write_json(
+        directory / DONE_FILE,
+        {
+            "format": DONE_FORMAT,
+            "checkpoint": res.checkpoint.name,  # relative: the directory can move
+            "sha256": res.sha256,
+            "metrics": res.metrics,
+            "best_epoch": res.best_epoch,
+            "stopped_early": res.stopped_early,
+            "seed": seed,
+        },
+    )
+
+
+def train_ensemble(
+    frames_train: Sequence[FrameDoc] | FrameDataset,
+    frames_val: Sequence[FrameDoc] | FrameDataset,
+    config: TrainConfig,
+    ensemble: EnsembleConfig,
+    *,
+    out_dir: str | Path | None = None,
+    seed: int,
+    warm_starts: Sequence[tuple[str | Path, str]] | None = None,
+    progress: bool = False,
+    on_member_done: Callable[[int, TrainResult], None] | None = None,
+    on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
+) -> list[TrainResult]:
+    """Train ``ensemble.k`` members; returns their results in member order.
+
+    - member ``i``: ``config`` with ``seed = seed + i``; with ``ensemble.bootstrap`` a per-fidelity bootstrap
+      resample of the training frames (:func:`bootstrap_indices`); validation frames are shared;
+    - start: ``warm_starts[i % len(warm_starts)]`` (checkpoint path, sha256) if given (e.g. last round's
+      members; sha256 checked), else ``config.warm_start``: the pretrained / checkpoint base is loaded once and
+      deep-copied per member, ``scratch`` members are initialised from their own seed;
+    - graphs are built once (frames may also be given as prepared :class:`FrameDataset` s);
+    - with ``out_dir``: member ``i`` writes ``out_dir/member_i`` (``model.pt``, ``train_state.pt``,
+      ``metrics.json``, then ``done.json``). On a rerun a member with an intact ``done.json`` is skipped (its
+      result has ``model=None``, ``extra["skipped"] = True``; load it from ``checkpoint``), an interrupted one
+      resumes from ``train_state.pt``.
+
+    ``on_member_done(i, result)`` runs after member ``i`` is trained and its ``done.json`` written (not for
+    skipped members); ``on_epoch(i, row)`` after every epoch of member ``i``.
+    """
+    k = ensemble.k
+    if warm_starts is not None and not warm_starts:
+        raise ConfigError("warm_starts: got an empty list; give None or at least one (path, sha256)")
+    out = Path(out_dir) if out_dir is not None else None
+    base: list[Any] = []  # the loaded base model (at most one load)
+    loaded: dict[str, Any] = {}  # warm-start checkpoints by sha256
+    datasets: list[FrameDataset] = []
+
+    def member_config(i: int) -> TrainConfig:
+        return config.model_copy(update={"seed": seed + i})
+
+    def start_model(i: int, cfg: TrainConfig) -> Any:
+        if warm_starts is not None:
+            path, sha = warm_starts[i % len(warm_starts)]
+            if sha not in loaded:
+                from mfal.model import MFCHGNet
+
+                loaded[sha] = MFCHGNet.load(path, sha256=sha)
+                check_layout(loaded[sha], cfg, where=f"warm start {path}")
+            return copy.deepcopy(loaded[sha])
+        if cfg.warm_start == "scratch":
+            return build_model(cfg)  # seeded random init: members differ from the start
+        if not base:
+            base.append(build_model(cfg))
+        return copy.deepcopy(base[0])
+
+    def prepared(model: Any) -> tuple[FrameDataset, FrameDataset]:
+        if not datasets:
+            for frames in (frames_train, frames_val):
+                if isinstance(frames, FrameDataset):
+                    datasets.append(frames)
+                else:
+                    datasets.append(
+                        FrameDataset.build(
+                            list(frames), model, magnetic_fidelities=config.magnetic_fidelities
+                        )
+                    )
+        return datasets[0], datasets[1]
+
+    results: list[TrainResult] = []
+    for i in range(k):
+        cfg = member_config(i)
+        mdir = member_dir(out, i) if out is not None else None
+        done = load_done(mdir) if mdir is not None else None
+        if done is not None:
+            done.config = cfg
+            log.info("ensemble member %d: done (%s), skipped", i, done.checkpoint)
+            results.append(done)
+            continue
+        state = None
+        if mdir is not None and (mdir / STATE_FILE).is_file():
+            state = load_train_state(mdir / STATE_FILE)
+            model = model_from_state(state)
+            log.info("ensemble member %d: resuming from %s", i, mdir / STATE_FILE)
+        else:
+            model = start_model(i, cfg)
+        train, val = prepared(model)
+        if ensemble.bootstrap:
+            train = train.subset(bootstrap_indices(train.fidelities, cfg.seed))
+        cb = (lambda row, _i=i: on_epoch(_i, row)) if on_epoch is not None else None
+        res = train_on_datasets(
+            model, train, val, cfg, out_dir=mdir, resume=state, progress=progress, callback=cb
+        )
+        res.extra["seed"] = cfg.seed
+        if mdir is not None:
+            _write_done(mdir, res, cfg.seed)
+        results.append(res)
+        if on_member_done is not None:
+            on_member_done(i, res)
+    shas = [r.sha256 for r in results if r.sha256 is not None]
+    if len(shas) >= 2 and len(set(shas)) == 1:
+        log.warning(
+            "all %d ensemble members have identical weights (sha256 %s): the spread is zero", k, shas[0]
+        )
+    return results

@@ -1,0 +1,187 @@
+"""One optimisation stage: epochs over a shuffled (optionally HF-oversampled) order, early stopping, the
+resumable per-epoch state."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mfal.train.config import TrainConfig
+from mfal.train.data import FrameDataset
+from mfal.train.evaluate import evaluate
+from mfal.train.loss import MFLoss
+from mfal.train.state import state_dict_copy
+
+log = logging.getLogger(__name__)
+
+#: stage roles: mf/sf have one stage "main"; tl pre-trains ("pre", low fidelity) then fine-tunes ("fine")
+ROLES = ("main", "pre", "fine")
+
+
+@dataclass
+class Stage:
+    """One optimisation stage; ``name`` appears in the history rows and the training state."""
+
+    name: str
+    role: str  # one of ROLES
+    train: FrameDataset
+    val: FrameDataset
+    stop_fidelity: str  # early stopping watches this fidelity's validation force MAE
+    epochs: int
+    lr: float
+
+
+def epoch_order(ds: FrameDataset, config: TrainConfig, epoch: int, stage: Stage) -> list[int]:
+    """Frame order of one epoch (deterministic in seed, stage and epoch, so resuming repeats it)."""
+    rng = np.random.default_rng([config.seed, epoch, ROLES.index(stage.role)])
+    order = list(range(len(ds)))
+    factor = config.hf_oversample
+    if factor > 1.0:
+        hf = ds.indices_of(config.target_fidelity)
+        reps = int(math.floor(factor)) - 1
+        order += hf * reps
+        n_extra = int(round((factor - math.floor(factor)) * len(hf)))
+        if n_extra:
+            order += [int(i) for i in rng.choice(hf, size=n_extra, replace=False)]
+    return [order[i] for i in rng.permutation(len(order))]
+
+
+def stop_metric(val: dict[str, dict[str, float]], fidelity: str, train_loss: float) -> tuple[float, str]:
+    """Force MAE of ``fidelity`` on validation (meV/Å); falls back to other fidelities, then train loss."""
+    if fidelity in val and math.isfinite(val[fidelity]["f_mae_mev_ang"]):
+        return val[fidelity]["f_mae_mev_ang"], f"val {fidelity} force MAE"
+    finite = [m["f_mae_mev_ang"] for m in val.values() if math.isfinite(m["f_mae_mev_ang"])]
+    if finite:
+        return float(np.mean(finite)), "val force MAE (all fidelities)"
+    return train_loss, "train loss"
+
+
+def run_stage(
+    model: Any,
+    stage: Stage,
+    config: TrainConfig,
+    *,
+    device: str,
+    history: list[dict[str, Any]],
+    resume: dict[str, Any] | None,
+    save: Callable[[dict[str, Any]], None] | None,
+    progress: bool,
+    callback: Callable[[dict[str, Any]], None] | None,
+) -> dict[str, Any]:
+    """Train one stage with early stopping; restores the best weights; returns the stage summary."""
+    import torch
+
+    loss_fn = MFLoss(config.loss)
+    task = loss_fn.task("efsm" if stage.train.has_labels("m") else "efs")
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=stage.lr, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+        opt, T_max=max(stage.epochs, 1), eta_min=stage.lr * config.min_lr_factor
+    )
+    start_epoch, best_metric, best_epoch, bad_epochs = 0, math.inf, -1, 0
+    best_state = state_dict_copy(model)
+    best_val: dict[str, dict[str, float]] = {}
+    if resume is not None:
+        opt.load_state_dict(resume["optimizer"])
+        sched.load_state_dict(resume["scheduler"])
+        sched.T_max = max(stage.epochs, 1)  # a resumed run may have more epochs than the saved one
+        start_epoch = int(resume["epoch"])
+        best_metric = float(resume["best_metric"])
+        best_epoch = int(resume["best_epoch"])
+        bad_epochs = int(resume["bad_epochs"])
+        best_state = resume["best_state"]
+        best_val = resume.get("best_val", {})
+    stopped_early = bad_epochs >= (config.patience or math.inf)
+
+    epochs = range(start_epoch, stage.epochs)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=stage.epochs, initial=start_epoch, desc=f"train[{stage.name}]", unit="epoch")
+    for epoch in epochs:
+        if stopped_early:
+            break
+        t0 = time.perf_counter()
+        model.train()
+        order = epoch_order(stage.train, config, epoch, stage)
+        losses, terms, n_seen = 0.0, {k: 0.0 for k in "efsm"}, 0
+        for start in range(0, len(order), config.batch_size):
+            batch = stage.train.batch(order[start : start + config.batch_size]).to(device)
+            pred = model.forward(batch.graphs, batch.fidelity, task=task, is_training=True)
+            out = loss_fn(pred, batch)
+            opt.zero_grad(set_to_none=True)
+            if out["loss"].requires_grad:  # a batch without any weighted label has nothing to learn
+                out["loss"].backward()
+                if config.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+                opt.step()
+            losses += float(out["loss"].detach()) * len(batch)
+            for k in "efsm":
+                if k in out:
+                    terms[k] += float(out[k]) * len(batch)
+            n_seen += len(batch)
+        lr = opt.param_groups[0]["lr"]
+        sched.step()
+        train_loss = losses / max(n_seen, 1)
+        val = (
+            evaluate(model, stage.val, batch_size=config.eval_batch_size, device=device)
+            if len(stage.val)
+            else {}
+        )
+        metric, metric_name = stop_metric(val, stage.stop_fidelity, train_loss)
+        improved = metric < best_metric
+        if improved:
+            best_metric, best_epoch, bad_epochs = metric, epoch, 0
+            best_state, best_val = state_dict_copy(model), val
+        else:
+            bad_epochs += 1
+        row = {
+            "stage": stage.name,
+            "epoch": epoch,
+            "lr": lr,
+            "train_loss": train_loss,
+            "train_terms": {k: v / max(n_seen, 1) for k, v in terms.items()},
+            "val": val,
+            "stop_metric": metric,
+            "stop_metric_name": metric_name,
+            "improved": improved,
+            "time_s": time.perf_counter() - t0,
+        }
+        history.append(row)
+        log.info("stage %s epoch %d: loss %.4g, %s %.4g", stage.name, epoch, train_loss, metric_name, metric)
+        stopped_early = config.patience is not None and bad_epochs >= config.patience
+        if save is not None:
+            save(
+                {
+                    "stage": stage.name,
+                    "epoch": epoch + 1,
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "best_metric": best_metric,
+                    "best_epoch": best_epoch,
+                    "bad_epochs": bad_epochs,
+                    "best_state": best_state,
+                    "best_val": best_val,
+                }
+            )
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{train_loss:.4f}", metric=f"{metric:.1f}")
+        if callback is not None:  # after the save: an interrupted run resumes after this epoch
+            callback(row)
+    if bar is not None:
+        bar.close()
+    model.load_state_dict(best_state)
+    return {
+        "best_epoch": best_epoch,
+        "best_val": best_val,
+        "best_metric": best_metric,
+        "stopped_early": stopped_early,
+    }
