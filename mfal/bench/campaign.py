@@ -17,10 +17,19 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from mfal.campaign.state import CampaignDir, read_json
+from mfal.campaign.state import CampaignDir
+from mfal.fileio import read_json
+from mfal.runopts import RunOptions
+
+#: a campaign runner: ``runner(config, run_dir, options=RunOptions) -> final state dict`` (the CLI passes
+#: ``flows.campaign.run_campaign``; mfal never imports flows)
+CampaignRunner = Callable[..., dict[str, Any]]
+#: the overhead share the benchmark aims for
+TARGET_OVERHEAD_SHARE = 0.05
 
 
 def default_demo_config() -> Path:
@@ -66,45 +75,51 @@ def round_breakdown(run_dir: str | Path, cores: int = 2) -> list[dict[str, Any]]
     return rows
 
 
+def mean_shares(rows: Sequence[dict[str, Any]]) -> dict[str, float | None]:
+    """``mean_overhead_share``, ``mean_orchestration_share``, ``mean_overhead_share_with_configured_labels``
+    over the rows of :func:`round_breakdown` (None where no round has the value)."""
+    out: dict[str, float | None] = {}
+    for key in ("overhead_share", "orchestration_share", "overhead_share_with_configured_labels"):
+        vals = [r[key] for r in rows if r[key] is not None]
+        out[f"mean_{key}"] = sum(vals) / len(vals) if vals else None
+    return out
+
+
 def bench_campaign(
     config: str | Path | None = None,
     *,
+    runner: CampaignRunner,
     run_dir: str | Path | None = None,
+    options: RunOptions | None = None,
     progress: bool = False,
     cores: int = 2,
 ) -> dict[str, Any]:
-    """Run the campaign of ``config`` (default: the demo) from scratch and measure it.
+    """Run the campaign of ``config`` (default: the demo) from scratch with ``runner`` and measure it.
 
-    Returns ``{"config", "wall_s", "rounds": [...], "mean_overhead_share", "mean_orchestration_share",
-    "mean_overhead_share_with_configured_labels", "target_overhead_share": 0.05, "state", "stop_reason"}``.
+    ``runner(config, run_dir, options=...)`` runs the campaign (the CLI passes ``flows.campaign.run_campaign``);
+    ``options`` default to ``RunOptions(progress=progress)``. Returns ``{"config", "wall_s", "rounds": [...],
+    "mean_overhead_share", "mean_orchestration_share", "mean_overhead_share_with_configured_labels",
+    "target_overhead_share": 0.05, "state", "stop_reason", "cores"}``.
     """
-    from flows.campaign import run_campaign
-
     cfg = Path(config) if config is not None else default_demo_config()
+    opts = options if options is not None else RunOptions(progress=progress)
     tmp = None
     if run_dir is None:
         tmp = tempfile.mkdtemp(prefix="mfal-bench-campaign-")
         run_dir = Path(tmp) / "run"
     try:
         t0 = time.perf_counter()
-        state = run_campaign(cfg, run_dir, progress=progress)
+        state = runner(cfg, run_dir, options=opts)
         wall = time.perf_counter() - t0
         rows = round_breakdown(run_dir, cores=cores)
-
-        def mean(key: str) -> float | None:
-            vals = [r[key] for r in rows if r[key] is not None]
-            return sum(vals) / len(vals) if vals else None
-
         return {
             "config": str(cfg),
             "wall_s": wall,
             "state": state["state"],
             "stop_reason": state.get("stop_reason"),
             "rounds": rows,
-            "mean_overhead_share": mean("overhead_share"),
-            "mean_orchestration_share": mean("orchestration_share"),
-            "mean_overhead_share_with_configured_labels": mean("overhead_share_with_configured_labels"),
-            "target_overhead_share": 0.05,
+            **mean_shares(rows),
+            "target_overhead_share": TARGET_OVERHEAD_SHARE,
             "cores": cores,
         }
     finally:
