@@ -1,7 +1,8 @@
 """Cluster configuration: which queue (SLURM partition / FireWorks category) each job goes to.
 
 Jobs are routed by name: the first queue whose ``match`` substrings occur in a job's name gets it
-(labeling jobs -> CPU queue, training jobs -> GPU queue); all others go to the ``default`` queue.
+(labeling jobs -> CPU queue, training jobs -> GPU queue); all others go to the ``default`` queue. A job that runs
+on a CUDA device goes to a queue with GPUs (:mod:`flows.submit.routing`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mfal.errors import ConfigError
 
@@ -72,7 +73,18 @@ class ClusterConfig(BaseModel):
         description="resources of the short SLURM driver job that submits the next steps",
     )
     device: Literal["auto", "cpu", "cuda"] = Field(
-        "auto", description="torch device of training jobs (exported as MFAL_DEVICE)"
+        "auto",
+        description="torch device of the flow's device jobs when --device is not given (passed in their arguments)",
+    )
+    device_jobs: list[str] = Field(
+        default_factory=lambda: ["explore", "score", "train", "evaluate"],
+        description="job-name substrings of the jobs that run torch on the device; on cuda they need a GPU queue",
+    )
+    gpu_queue: str | None = Field(
+        None, description="queue for device jobs that need a GPU (default: the first queue with gpus > 0)"
+    )
+    max_running_steps: int | None = Field(
+        None, ge=1, description="SLURM: at most this many step jobs queued/running at once (None: no limit)"
     )
     setup: list[str] = Field(
         default_factory=list,
@@ -94,6 +106,14 @@ class ClusterConfig(BaseModel):
             check_token(key, "queue name")
         return queues
 
+    @model_validator(mode="after")
+    def _gpu_queue(self) -> ClusterConfig:
+        if self.gpu_queue is not None:
+            queue = self.queues.get(self.gpu_queue)
+            if queue is None or queue.gpus == 0:
+                raise ValueError(f"gpu_queue={self.gpu_queue!r} is not a queue with gpus > 0 (got {sorted(self.queues)})")
+        return self
+
     def queue_for(self, job_name: str) -> tuple[str, QueueConfig]:
         """The (name, queue) that a job with this name is routed to."""
         for key, queue in self.queues.items():
@@ -111,11 +131,16 @@ def load_cluster_config(path: str | Path | None) -> ClusterConfig:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError as err:
         raise ConfigError(f"cluster config {path} does not exist") from err
+    except OSError as err:
+        raise ConfigError(f"cluster config {path}: cannot read ({err.strerror})") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"cluster config {path}: not a text YAML file") from err
     except yaml.YAMLError as err:
         raise ConfigError(f"cluster config {path} is not valid YAML: {err}".splitlines()[0]) from err
     try:
         return ClusterConfig.model_validate(raw or {})
     except ValidationError as err:
         first = err.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"])
-        raise ConfigError(f"cluster config {path}: field {loc!r}: {first['msg']}") from err
+        loc = ".".join(str(x) for x in first["loc"]) or "<top level>"
+        msg = " ".join(str(first["msg"]).split())
+        raise ConfigError(f"cluster config {path}: field {loc!r}: {msg}") from err

@@ -1,4 +1,9 @@
-"""Submit any jobflow Flow to a FireWorks LaunchPad, routed to CPU (labeling) and GPU (training) workers."""
+"""Submit any jobflow Flow to a FireWorks LaunchPad, routed to CPU (labeling) and GPU (training) workers.
+
+The LaunchPad file is found the way FireWorks' own ``lpad``/``qlaunch``/``rlaunch`` find it (``FW_CONFIG_FILE``
+-> ``LAUNCHPAD_LOC``, or ``my_launchpad.yaml`` in the working directory or ``~/.fireworks``), so one
+``FW_config.yaml`` (:func:`write_fw_config`) serves them all; ``--launchpad`` and ``$LAUNCHPAD_LOC`` still win.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,8 @@ from typing import Any
 import yaml
 
 from flows.submit.config import ClusterConfig, QueueConfig
+from flows.submit.graph import iter_jobs
+from flows.submit.routing import job_device, job_device_for, needs_gpu, route
 from flows.submit.security import check_private, redact
 from mfal.errors import ConfigError, MfalError
 
@@ -39,30 +46,76 @@ def queue_spec(queue: QueueConfig) -> dict[str, Any]:
     return spec
 
 
-def route_flow(flow: Any, cluster: ClusterConfig) -> Any:
-    """Set each job's FireWorks spec from the queue its name matches; ``dynamic=True`` so jobs created at run
-    time (recursive rounds via ``Response(replace=...)``) are routed the same way. Returns ``flow``."""
-    # pass_manager_config=False: jobflow would otherwise copy the parent's queue onto every job it creates
-    flow.update_config(
-        {"manager_config": queue_spec(cluster.queues["default"]), "pass_manager_config": False}, dynamic=True
-    )
+def route_flow(flow: Any, cluster: ClusterConfig, device: str | None = None) -> Any:
+    """Set each job's FireWorks spec from the queue its name (and device) routes it to; ``dynamic=True`` so jobs
+    created at run time (recursive rounds via ``Response(replace=...)``) are routed the same way. With a CUDA
+    ``device`` the ``device_jobs`` go to a queue with GPUs (ConfigError if there is none). Returns ``flow``."""
+    def update(target: Any, queue: QueueConfig, **kw: Any) -> None:
+        # pass_manager_config=False: jobflow would otherwise copy the parent's queue onto every job it creates
+        target.update_config({"manager_config": queue_spec(queue), "pass_manager_config": False}, **kw)
+
+    update(flow, cluster.queues["default"], dynamic=True)
     for name, queue in cluster.queues.items():
         if name == "default":
             continue
         for pattern in queue.match:
-            flow.update_config(
-                {"manager_config": queue_spec(queue), "pass_manager_config": False},
-                name_filter=pattern,
-                dynamic=True,
-            )
+            update(flow, queue, name_filter=pattern, dynamic=True)
+    if needs_gpu(device):
+        for pattern in cluster.device_jobs:
+            update(flow, route(pattern, cluster, device)[1], name_filter=pattern, dynamic=True)
+    for job in iter_jobs(flow):  # a job that carries its own device goes where that device is served
+        carried = job_device(job)
+        if carried is not None:
+            update(job, route(job.name, cluster, job_device_for(job.name, carried, cluster, device))[1], dynamic=False)
     return flow
 
 
+def describe_workflow(flow: Any, cluster: ClusterConfig, device: str | None = None) -> list[str]:
+    """What :func:`submit_flow` would add, one line per Firework (name, category, worker, resources); no DB."""
+    from jobflow.managers.fireworks import flow_to_workflow
+
+    route_flow(flow, cluster, device)
+    wf = flow_to_workflow(flow, store=None)
+    lines = [f"workflow {wf.name!r}: {len(wf.fws)} firework(s) now; rounds add theirs at run time"]
+    for fw in wf.fws:
+        spec = fw.spec
+        lines.append(
+            f"firework {fw.name!r}: _category={spec.get('_category')!r} _fworker={spec.get('_fworker')!r} "
+            f"_queueadapter={spec.get('_queueadapter')}"
+        )
+    for qname, queue in cluster.queues.items():
+        gpu = needs_gpu(device) and any(route(p, cluster, device)[0] == qname for p in cluster.device_jobs)
+        names = [*queue.match, *(cluster.device_jobs if gpu else [])] or ["anything else"]
+        lines.append(f"jobs created at run time named like {names} -> queue {qname!r} {queue_spec(queue)}")
+    return lines
+
+
+def fireworks_launchpad_loc() -> str | None:
+    """The LaunchPad file FireWorks' own ``lpad``/``qlaunch`` use by default (``FW_CONFIG_FILE``'s
+    ``LAUNCHPAD_LOC``, or a ``my_launchpad.yaml`` in the working directory or ``~/.fireworks``), or None."""
+    from fireworks import fw_config
+
+    return fw_config.LAUNCHPAD_LOC
+
+
 def launchpad_path(path: str | Path | None) -> Path:
-    """``path``, else ``$LAUNCHPAD_LOC``, else ``configs/fireworks/my_launchpad.yaml``."""
+    """``path``, else ``$LAUNCHPAD_LOC``, else the one FireWorks would use, else ``configs/fireworks/my_launchpad.yaml``."""
     if path is not None:
         return Path(path)
-    return Path(os.environ.get("LAUNCHPAD_LOC") or DEFAULT_LAUNCHPAD)
+    return Path(os.environ.get("LAUNCHPAD_LOC") or fireworks_launchpad_loc() or DEFAULT_LAUNCHPAD)
+
+
+def write_fw_config(launchpad: str | Path, out: str | Path) -> Path:
+    """Write a FireWorks ``FW_config.yaml`` whose ``LAUNCHPAD_LOC`` is ``launchpad`` (absolute): with
+    ``FW_CONFIG_FILE`` pointing at it, ``lpad``, ``qlaunch``, ``rlaunch`` and ``mfal submit`` use the same file."""
+    from mfal.fileio import atomic_write_text
+
+    lp = Path(launchpad).expanduser().resolve()
+    if not lp.is_file():
+        raise ConfigError(f"launchpad file {lp} does not exist")
+    check_private(lp, "launchpad file")
+    out = Path(out).expanduser()
+    return atomic_write_text(out, yaml.safe_dump({"LAUNCHPAD_LOC": str(lp)}))
 
 
 def load_launchpad(path: str | Path | None = None, *, timeout_ms: int = 3000):
@@ -75,8 +128,10 @@ def load_launchpad(path: str | Path | None = None, *, timeout_ms: int = 3000):
     check_private(path, "launchpad file")
     try:
         raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise ConfigError(f"launchpad file {path} is not valid YAML") from err
+    except OSError as err:
+        raise ConfigError(f"launchpad file {path}: cannot read ({err.strerror})") from err
     if not isinstance(raw, dict):
         raise ConfigError(f"launchpad file {path} must be a YAML mapping (host, port, name, ...)")
     allowed = set(inspect.signature(LaunchPad.__init__).parameters) - {"self"}
@@ -113,12 +168,14 @@ def flush_mongomock(lp: Any) -> None:
         store._finalizer.detach()
 
 
-def submit_flow(flow: Any, lp: Any, cluster: ClusterConfig, *, name: str | None = None) -> list[int]:
+def submit_flow(
+    flow: Any, lp: Any, cluster: ClusterConfig, *, device: str | None = None, name: str | None = None
+) -> list[int]:
     """Route, convert with ``flow_to_workflow(flow, store=None)`` (no store credentials in any spec) and add
     it to the LaunchPad. Returns the new Firework ids."""
     from jobflow.managers.fireworks import flow_to_workflow
 
-    route_flow(flow, cluster)
+    route_flow(flow, cluster, device)
     wf = flow_to_workflow(flow, store=None, **({"name": name} if name else {}))
     mapping = lp.add_wf(wf)
     logger.info("added workflow %s with %d fireworks", wf.name, len(mapping))

@@ -113,19 +113,21 @@ def collect(results: list[dict | None], round_: int) -> dict[str, Any]:
 
 
 @job
-def train(collected: dict[str, Any]) -> dict[str, Any]:
-    """Report what a training job would get: device (``MFAL_DEVICE``) and GPUs (``CUDA_VISIBLE_DEVICES``)."""
+def train(collected: dict[str, Any], device: str | None = None) -> dict[str, Any]:
+    """Report what a training job would get: its device (passed in its arguments) and GPUs (``CUDA_VISIBLE_DEVICES``)."""
     return {
         "round": collected["round"],
         "n_frames": collected["n_ok"],
-        "device": os.environ.get("MFAL_DEVICE", "auto"),
+        "device": device or "auto",
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
     }
 
 
 @job
-def smoke_round(round_: int, cfg: dict[str, Any], frames_dir: str, history: list | None = None) -> Response:
+def smoke_round(
+    round_: int, cfg: dict[str, Any], frames_dir: str, history: list | None = None, device: str | None = None
+) -> Response:
     """One round; replaces itself with the round's jobs plus the next round (recursion)."""
     c = SmokeConfig.model_validate(cfg)
     ex = explore(round_, c.n_frames, c.seed)
@@ -136,12 +138,12 @@ def smoke_round(round_: int, cfg: dict[str, Any], frames_dir: str, history: list
         j.name = f"label {c.tag} r{round_} #{i}"
         labels.append(j)
     col = collect([j.output for j in labels], round_)
-    tr = train(col.output)
+    tr = train(col.output, device=device)
     tr.name = f"train r{round_}"
     jobs: list[Job] = [ex, *labels, col, tr]
     hist = [*(history or []), {"collect": col.output, "train": tr.output}]
     if round_ < c.n_rounds:
-        nxt = smoke_round(round_ + 1, cfg, frames_dir, hist)
+        nxt = smoke_round(round_ + 1, cfg, frames_dir, hist, device)
         nxt.name = f"round {round_ + 1}"
         jobs.append(nxt)
         return Response(replace=Flow(jobs, output=nxt.output))
@@ -160,11 +162,11 @@ def load_smoke_config(path: str | Path) -> SmokeConfig:
         raise ConfigError(f"smoke config {path}: {str(err).splitlines()[0]}") from err
 
 
-def smoke_flow(config: str | Path, run_dir: str | Path) -> Flow:
-    """The smoke flow for a YAML config; frames go under ``run_dir``."""
+def smoke_flow(config: str | Path, run_dir: str | Path, device: str | None = None) -> Flow:
+    """The smoke flow for a YAML config; frames go under ``run_dir``; ``device`` reaches the train jobs."""
     c = load_smoke_config(config)
     frames = Path(c.frames_dir)
     frames = frames if frames.is_absolute() else Path(run_dir).resolve() / frames
-    first = smoke_round(1, c.model_dump(), str(frames))
+    first = smoke_round(1, c.model_dump(), str(frames), device=device)
     first.name = "round 1"
     return Flow([first], output=first.output, name=f"smoke {c.tag}")

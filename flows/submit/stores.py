@@ -35,3 +35,30 @@ def render_jobflow_config(template: str | Path, out: str | Path) -> Path:
     out = Path(out).expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)
     return write_private(out, text)
+
+
+#: printed when a SLURM campaign keeps its frames in the embedded (sqlite) store on the shared filesystem
+SINGLE_WRITER_NOTE = (
+    "note: the campaign's store is the embedded (sqlite) store in the run directory, on the cluster's shared "
+    "filesystem where sqlite locking is unreliable: its steps run one at a time (max_running_steps: 1, a single "
+    "writer). Give the campaign a MongoDB store (store: {type: mongo, ...}) to run steps in parallel."
+)
+
+
+def campaign_store_kind(config: str | Path) -> str:
+    """``embedded``, ``mongo`` or ``memory``: the store backend a campaign config asks for (default embedded).
+
+    A relative store YAML path is taken relative to the config file; problems are one-line ConfigErrors.
+    """
+    from mfal.config_io import read_yaml
+    from mfal.store.config import StoreConfig
+
+    config = Path(config)
+    data = read_yaml(config)
+    section = data.get("store") if isinstance(data, dict) else None
+    if isinstance(section, str):
+        path = Path(section).expanduser()
+        return StoreConfig.from_yaml(path if path.is_absolute() else config.parent / path).type
+    if isinstance(section, dict):
+        return StoreConfig.from_mapping(section, base=config.parent, where=f"{config} store").type
+    return "embedded"

@@ -22,7 +22,8 @@ def run(args: list[str], env: dict[str, str] | None = None, cwd: Path | None = N
 
 
 def mfal(*args, env=None, cwd=None, timeout: float = 300):
-    return run([BIN / "mfal", *args], env=env, cwd=cwd, timeout=timeout)
+    """The mfal CLI (``python -m flows.cli`` = the console script) in a subprocess."""
+    return run([sys.executable, "-m", "flows.cli", *args], env=env, cwd=cwd, timeout=timeout)
 
 
 def write_smoke(path: Path, **kw) -> Path:

@@ -70,14 +70,14 @@ def test_bad_launchpad_inputs_fail_in_one_line(fw_env, tmp_path):
     env = {k: v for k, v in fw_env.env.items() if k != "MONGOMOCK_SERVERSTORE_FILE"}  # real pymongo
 
     p = mfal(*base, "--launchpad", tmp_path / "nope.yaml", env=env)
-    assert p.returncode == 1
+    assert p.returncode == 2  # a config error
     assert p.stderr.strip().splitlines() == [f"mfal: error: launchpad file {tmp_path / 'nope.yaml'} does not exist (set --launchpad or LAUNCHPAD_LOC)"]
 
     wrong = tmp_path / "wrong.yaml"
     wrong.write_text("host: localhost\nhostname_typo: x\n")
     wrong.chmod(0o600)
     p = mfal(*base, "--launchpad", wrong, env=env)
-    assert p.returncode == 1 and "unknown or wrong key" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    assert p.returncode == 2 and "unknown or wrong key" in p.stderr and len(p.stderr.strip().splitlines()) == 1
 
     # unreachable MongoDB (nothing listens on port 9): one line naming the file, no password; readable file warned
     down = tmp_path / "down.yaml"

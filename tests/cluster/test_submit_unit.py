@@ -110,7 +110,7 @@ def test_sbatch_missing_is_one_line_and_nothing_written(tmp_path):
 
 def test_needs_exactly_one_backend(tmp_path):
     p = mfal("submit", write_smoke(tmp_path / "s.yaml"), "--flow", FLOW)
-    assert p.returncode == 1 and "choose exactly one of --fireworks or --slurm" in p.stderr
+    assert p.returncode == 2 and "choose exactly one of --fireworks or --slurm" in p.stderr  # usage error: exit 2
 
 
 def test_jobflow_config_is_rendered_private_and_never_printed(tmp_path):
@@ -124,7 +124,7 @@ def test_jobflow_config_is_rendered_private_and_never_printed(tmp_path):
     assert (out.stat().st_mode & 0o777) == 0o600 and SECRET in out.read_text()
     env.pop("MFAL_MONGO_URI")
     p = mfal("jobflow-config", REPO / "configs/jobflow/jobflow.yaml", "--out", tmp_path / "x.yaml", env=env)
-    assert p.returncode == 1 and "environment variable MFAL_MONGO_URI is not set" in p.stderr
+    assert p.returncode == 2 and "environment variable MFAL_MONGO_URI is not set" in p.stderr  # config error
     assert not (tmp_path / "x.yaml").exists()
 
 
