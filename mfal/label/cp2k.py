@@ -35,6 +35,7 @@ from pymatgen.core import Structure
 
 from mfal.errors import ConfigError, DataError, LabelError
 from mfal.fidelity import DEFAULT, Fidelities
+from mfal.label.base import validate_structures
 from mfal.label.cp2k_env import check_cp2k_ready
 from mfal.label.cp2k_input import (
     _clean_structure,
@@ -119,6 +120,7 @@ class Cp2kLabeler:
         progress: bool = False,
     ) -> list[FrameDoc]:
         """One FrameDoc per structure, in order; task dirs under ``workdir`` (default ./cp2k_runs)."""
+        validate_structures(structures, "cp2k")
         self.fidelities.check(fidelity)
         data_dir = check_cp2k_ready(self.settings)
         root = Path(workdir or "cp2k_runs").resolve()

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from mfal.fileio import atomic_write_text
 from mfal.label.cp2k_env import _environ
 from mfal.label.cp2k_io import Cp2kOutput, error_tail, parse_cp2k_output
 from mfal.label.cp2k_settings import Cp2kSettings
@@ -36,7 +37,7 @@ def run_cp2k_custodian(run_dir: Path, cmd: list[str], env: dict[str, str], timeo
         logger.warning("CP2K in %s exceeded %.0f s: killed", run_dir, timeout_s)
         proc.kill()
         proc.wait()
-        (run_dir / "mfal_killed.txt").write_text(f"killed after {timeout_s:.0f} s\n")
+        atomic_write_text(run_dir / "mfal_killed.txt", f"killed after {timeout_s:.0f} s\n")
     job.postprocess(str(run_dir))
     return time.perf_counter() - t0
 

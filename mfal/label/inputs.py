@@ -1,17 +1,23 @@
-"""Read structures to label: POSCAR/CONTCAR/*.vasp, CIF, extxyz/xyz (every frame), pymatgen JSON.
+"""Structures in, input files out: read structures to label, and write a DFT labeler's inputs without running.
 
-A file that cannot be read becomes one :class:`DataError` line naming it.
+- :func:`read_structures`: POSCAR/CONTCAR/*.vasp, CIF, extxyz/xyz (every frame), pymatgen JSON; a file that
+  cannot be read becomes one :class:`DataError` line naming it.
+- :func:`write_inputs`: exactly the input files the VASP or CP2K labeler would run (one folder per structure),
+  runs nothing, and returns a one-line summary per structure (ISPIN, +U, MAGMOM / multiplicity).
 """
 
 from __future__ import annotations
 
-import json
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pymatgen.core import Structure
 
-from mfal.errors import DataError
+from mfal.errors import ConfigError, DataError
+from mfal.fidelity import DEFAULT, Fidelities
+from mfal.fileio import atomic_write_text, read_json
 
 EXTXYZ_SUFFIXES = (".xyz", ".extxyz")
 
@@ -22,7 +28,7 @@ def _one_line(err: BaseException) -> str:
 
 
 def _read_json(path: Path) -> list[Structure]:
-    data = json.loads(path.read_text())
+    data = read_json(path)
     items = data if isinstance(data, list) else [data]
     out = []
     for i, item in enumerate(items):
@@ -78,3 +84,97 @@ def read_structures(path: str | Path) -> list[Structure]:
                 f"{path}: structure {s.composition} is disordered (partial occupancies); order it first"
             )
     return structures
+
+
+def write_inputs(
+    labeler_spec: Any,
+    fidelity: str,
+    structures: Sequence[Structure],
+    out_dir: str | Path,
+    *,
+    ordering: str | None = None,
+    fidelities: Fidelities = DEFAULT,
+) -> list[str]:
+    """Write the inputs the labeler would run at ``fidelity`` into ``out_dir/NNN_<formula>/``; run nothing.
+
+    ``labeler_spec``: a LabelerSpec, its dict (``{kind: vasp, options: {...}}``) or a kind name (vasp, cp2k).
+    ``ordering`` overrides the spec's magnetic ordering (fm, afm, afm-a|b|c, or a sign string).
+    VASP: INCAR, KPOINTS, POSCAR, POTCAR.spec; CP2K: cp2k.inp (+ BASIS/POTENTIAL references). Returns one line
+    per structure, also written to ``out_dir/inputs.txt``.
+    """
+    from mfal.label.base import validate_structures
+    from mfal.label.config import parse_labeler_spec
+
+    spec = parse_labeler_spec({"kind": labeler_spec} if isinstance(labeler_spec, str) else labeler_spec)
+    if spec.kind not in ("vasp", "cp2k"):
+        raise ConfigError(f"labeler={spec.kind!r} writes no input files (only vasp and cp2k do)")
+    fidelities.check(fidelity)
+    if ordering is not None:
+        from mfal.label.magmoms import check_ordering
+
+        try:
+            check_ordering(ordering)
+        except ValueError as err:
+            raise ConfigError(f"--ordering: {err}") from None
+        spec = spec.model_copy(update={"options": spec.options.model_copy(update={"ordering": ordering})})
+    validate_structures(structures, spec.kind)
+    root = Path(out_dir)
+    writer = _write_vasp if spec.kind == "vasp" else _write_cp2k
+    lines = []
+    for i, structure in enumerate(structures):
+        folder = root / f"{i:03d}_{structure.composition.reduced_formula}"
+        folder.mkdir(parents=True, exist_ok=True)
+        lines.append(f"{folder.name}: " + writer(spec.options, fidelity, structure, folder, fidelities))
+    atomic_write_text(root / "inputs.txt", "".join(f"{line}\n" for line in lines))
+    return lines
+
+
+def _u_text(u_by_element: dict[str, float]) -> str:
+    nonzero = {el: u for el, u in u_by_element.items() if u}
+    return " ".join(f"{el}={u:g}" for el, u in sorted(nonzero.items())) or "none"
+
+
+def _write_vasp(
+    options: Any, fidelity: str, structure: Structure, folder: Path, fidelities: Fidelities
+) -> str:
+    from mfal.label.magmoms import summary
+    from mfal.label.vasp import VaspLabeler, _prepare
+
+    labeler = VaspLabeler(options, fidelities=fidelities)
+    prepared, record = _prepare(structure, fidelity, None, options, fidelities)
+    generator = labeler.maker(fidelity).input_set_generator
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # POTCAR/KPOINTS notices: the spec file is what we write
+        input_set = generator.get_input_set(prepared, potcar_spec=True)
+        input_set.write_input(str(folder))
+    incar = input_set.incar
+    elements = [site.specie.symbol for site in prepared]
+    species = list(dict.fromkeys(elements))
+    u = dict(zip(species, incar.get("LDAUU", [0] * len(species)), strict=False)) if incar.get("LDAU") else {}
+    magmom = incar.get("MAGMOM") if int(incar.get("ISPIN", 1)) == 2 else None
+    ordering = f" ordering={record['ordering']}" if record else ""
+    return f"vasp {fidelity} ISPIN={incar.get('ISPIN', 1)} +U {_u_text(u)} MAGMOM={summary(magmom)}{ordering}"
+
+
+def _write_cp2k(
+    options: Any, fidelity: str, structure: Structure, folder: Path, fidelities: Fidelities
+) -> str:
+    from mfal.label.cp2k_input import electron_count, moments_and_record, multiplicity, write_cp2k_input
+    from mfal.label.cp2k_settings import default_data_dir
+    from mfal.label.magmoms import summary
+
+    magnetic = fidelities.is_magnetic(fidelity)
+    magmoms, record = moments_and_record(structure, options) if magnetic else (None, None)
+    data_dir = Path(options.data_dir).expanduser() if options.data_dir else default_data_dir()
+    write_cp2k_input(
+        structure, fidelity, options, folder, magmoms=magmoms, data_dir=data_dir, magnetic=magnetic
+    )
+    n_el = electron_count(structure, options)
+    mult = multiplicity(n_el, magmoms) if magnetic else 1
+    u = {el: v for el, v in options.hubbard_u.items() if el in structure.symbol_set}
+    note = "" if magnetic or n_el % 2 == 0 else f" (odd electron count {n_el}: the RKS label would fail)"
+    ordering = f" ordering={record['ordering']}" if record else ""
+    return (
+        f"cp2k {fidelity} {'UKS' if magnetic else 'RKS'} multiplicity={mult} +U {_u_text(u)} "
+        f"MAGNETIZATION={summary(magmoms)}{ordering}{note}"
+    )

@@ -22,6 +22,7 @@ from pymatgen.core import Structure
 
 from mfal.errors import ConfigError, DataError
 from mfal.fidelity import DEFAULT, Fidelities
+from mfal.label.base import validate_structures
 from mfal.store.docs import FrameDoc, structure_fingerprint
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,7 @@ class ReplayLabeler:
         round: int | None = None,
     ) -> list[FrameDoc]:
         """One FrameDoc per structure: the dataset's label (source "replay"), or failed if it is not there."""
+        validate_structures(structures, "replay")
         self.fidelities.check(fidelity)
         out = []
         for structure in structures:

@@ -26,7 +26,7 @@ from pymatgen.core import Structure
 
 from mfal.errors import ConfigError, LabelError
 from mfal.fidelity import DEFAULT, HF, LF, Fidelities
-from mfal.label.base import labeler_config
+from mfal.label.base import labeler_config, validate_structures
 from mfal.label.quality import QualityConfig, check_forces
 from mfal.store.docs import FrameDoc, structure_fingerprint
 
@@ -159,6 +159,7 @@ class TeacherLabeler:
         """One FrameDoc per structure, in order: energy (eV, total), forces (eV/Å), stress (GPa), HF moments (μB)."""
         from mfal.device import resolve_device
 
+        validate_structures(structures, "teacher")
         fid = self._fidelity(fidelity)
         calc = self.calc_summary(fidelity)
         common = {

@@ -24,7 +24,7 @@ from pymatgen.core import Structure
 
 from mfal.errors import LabelError
 from mfal.fidelity import DEFAULT, Fidelities
-from mfal.label.base import labeler_config
+from mfal.label.base import labeler_config, validate_structures
 from mfal.label.magmoms import MomentSource, check_ordering, initial_moments, with_initial_magmoms
 from mfal.label.quality import QualityConfig
 from mfal.store.docs import FrameDoc
@@ -225,6 +225,7 @@ class VaspLabeler:
         A quarantined result (SCF at NELM, walltime stop, collapsed moments, ...) gets one retry with
         ``retry_incar_settings``; its cost adds to the first attempt's.
         """
+        validate_structures(structures, "vasp")
         self.fidelities.check(fidelity)
         root = Path(workdir or Path.cwd() / "mfal-vasp").resolve()
         root.mkdir(parents=True, exist_ok=True)

@@ -321,3 +321,20 @@ def test_converged_hf_replay_is_ok(tmp_path, test_data, cp2k_ready):
 
     status, reason = check_frame(doc, intended_magmoms=[4.0, 4.0, 0.0, 0.0])
     assert status == "quarantined" and "spin flipped" in reason
+
+
+def test_ordering_and_source_are_recorded_in_calc(tmp_path, test_data, cp2k_ready):
+    """The HF frame's calc names the ordering and where the moments came from; other names of the fidelities work."""
+    from mfal.fidelity import Fidelities
+
+    golden = test_data / "cp2k" / "feo_hf_afm"
+    [doc] = Cp2kLabeler(runner=replay(golden, [])).label([feo_afm()], "hf", workdir=tmp_path)
+    assert doc.calc["ordering"] == "afm" and doc.calc["magmom_source"] == "table"
+    # a campaign whose fidelities are called pbe / pbe_spin: the magnetic one runs UKS, the other RKS
+    fids = Fidelities(names=("pbe", "pbe_spin"), magnetic=("pbe_spin",))
+    lab = Cp2kLabeler(runner=replay(golden, []), fidelities=fids)
+    [spin] = lab.label([feo_afm()], "pbe_spin", workdir=tmp_path / "named")
+    assert spin.status == "ok" and spin.calc["ispin"] == 2 and spin.magmoms is not None
+    lf = Cp2kLabeler(runner=replay(test_data / "cp2k" / "feo_lf", []), fidelities=fids)
+    [plain] = lf.label([feo_afm()], "pbe", workdir=tmp_path / "named")
+    assert plain.status == "ok" and plain.calc["ispin"] == 1 and "ordering" not in plain.calc

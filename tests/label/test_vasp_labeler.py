@@ -51,6 +51,7 @@ def test_hf_label_through_the_harness(mock_vasp, written_incars, test_data, tmp_
     (frame,) = get_labeler("vasp").label([structure], "hf", workdir=tmp_path, campaign="t", round=1)
     assert frame.status == "ok", frame.status_reason
     assert frame.source == "vasp" and frame.fidelity == "hf" and frame.round == 1
+    assert frame.calc["ordering"] == "site_property" and frame.calc["magmom_source"] == "site_property"
     # the INCAR the HF maker wrote (checked by the harness against the golden inputs, and here)
     (written,) = written_incars
     assert written["ISPIN"] == 2 and written["LDAU"] is True and written["LDAUU"] == [0, 3.9, 0]
