@@ -168,7 +168,7 @@ def test_cli_label_vasp_with_per_site_magmoms(mock_vasp, written_incars, test_da
 
     from typer.testing import CliRunner
 
-    from mfal.cli import app
+    from flows.cli import app
     from mfal.store import open_store
 
     mock_vasp({"mfal hf static": HF_GOLDEN}, {"mfal hf static": CHECK})
