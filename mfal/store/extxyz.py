@@ -35,7 +35,7 @@ from mfal.errors import DataError
 from mfal.fidelity import DEFAULT_FIDELITIES, UnknownFidelityError, check_fidelity
 from mfal.fileio import MAX_READ_BYTES, atomic_write_text
 from mfal.store.docs import FrameDoc
-from mfal.store.validate import check_finite, validate_structure
+from mfal.store.validate import check_file_size, check_finite, validate_structure
 
 logger = logging.getLogger(__name__)
 
@@ -273,12 +273,7 @@ def iter_extxyz(
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     limit = MAX_EXTXYZ_BYTES if max_bytes is None else max_bytes
-    size = path.stat().st_size
-    if size > limit:
-        raise DataError(
-            f"{path}: {size / 2**20:.0f} MiB is over the {limit / 2**20:.0f} MiB limit for an extxyz file; "
-            "split it (e.g. ase convert with an index range) or raise the limit"
-        )
+    check_file_size(path, limit, "an extxyz file (it is read whole into memory)")
     raw_ids: list[str | None] | None = None
     i = -1
     images = ase.io.iread(path, index=":", format="extxyz")

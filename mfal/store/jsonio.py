@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from mfal import fileio
 from mfal.errors import DataError
 from mfal.store.docs import FrameDoc
+from mfal.store.validate import check_file_size
 
 
 def validation_detail(err: ValidationError) -> str:
@@ -50,11 +51,7 @@ def read_json(path: str | Path, *, max_bytes: int | None = None) -> list[FrameDo
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     limit = fileio.MAX_READ_BYTES if max_bytes is None else max_bytes
-    size = path.stat().st_size
-    if size > limit:
-        raise DataError(
-            f"{path}: {size / 2**20:.0f} MiB is over the {limit / 2**20:.0f} MiB limit for a JSON file"
-        )
+    size = check_file_size(path, limit, "a JSON frame file")
     try:
         data: Any = fileio.read_json(path)
     except MemoryError:

@@ -7,6 +7,7 @@ labelers call these, so a NaN position or an ``Xx`` site is refused the same way
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,20 @@ def check_finite(value: Any, field: str, where: str) -> None:
         bad = np.argwhere(~np.isfinite(arr))
         at = "" if arr.ndim == 0 else f" at index {tuple(int(i) for i in bad[0])}"
         raise DataError(f"{where}: {field} has a non-finite value{at}; expected finite numbers")
+
+
+def _size(n: float) -> str:
+    return f"{n / 2**20:.0f} MiB" if n >= 2**20 else f"{n / 1024:.0f} KiB" if n >= 1024 else f"{n:.0f} bytes"
+
+
+def check_file_size(path: Path, limit: int, what: str) -> int:
+    """Size of ``path`` (bytes); DataError before anything is read if it is over ``limit``."""
+    size = path.stat().st_size
+    if size > limit:
+        raise DataError(
+            f"{path}: {_size(size)} is over the {_size(limit)} limit for {what}; split it or raise the limit"
+        )
+    return size
 
 
 def validate_structure(structure: Any, where: str) -> None:
