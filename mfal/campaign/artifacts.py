@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mfal.errors import DataError, MfalError
 from mfal.fileio import atomic_write_json, read_json
@@ -56,6 +56,11 @@ class Candidate(_Model):
     id: str = Field(description="structure fingerprint (stable across runs)")
     origin: str = Field(description="how it was made, e.g. 'rattle<start:cell:LiFeO2'")
     structure: dict[str, Any] = Field(description="pymatgen Structure.as_dict()")
+
+    @field_validator("structure", mode="before")
+    @classmethod
+    def _as_dict(cls, v: Any) -> Any:
+        return v.as_dict() if hasattr(v, "as_dict") else v  # jobflow decodes the dict into a Structure
 
 
 class Candidates(_Model):

@@ -14,10 +14,7 @@ from mfal.errors import ConfigError
 
 def _mfal(argv: list[str], capsys) -> tuple[int, str, str]:
     """Run the real CLI entry point in-process; returns (exit code, stdout, stderr)."""
-    try:  # the CLI moves to flows.cli (it needs both packages)
-        from flows.cli import main
-    except ImportError:
-        from mfal.cli import main
+    from flows.cli import main
 
     old = sys.argv
     sys.argv = ["mfal", *argv]

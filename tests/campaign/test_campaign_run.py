@@ -34,7 +34,7 @@ def _run(
     cmd = [
         sys.executable,
         "-c",
-        "from mfal.cli import main; main()",
+        "from flows.cli import main; main()",
         "run",
         str(cfg),
         "--dir",
@@ -90,7 +90,7 @@ def test_campaign_end_to_end_and_resume(tmp_path, make_config, save_config):
 
     # status --json
     out = subprocess.run(
-        [sys.executable, "-c", "from mfal.cli import main; main()", "status", "--dir", str(ref), "--json"],
+        [sys.executable, "-c", "from flows.cli import main; main()", "status", "--dir", str(ref), "--json"],
         capture_output=True,
         text=True,
         check=True,
