@@ -89,3 +89,49 @@ def test_bad_launchpad_inputs_fail_in_one_line(fw_env, tmp_path):
     assert "accessible by other users (mode 0644)" in p.stderr
     assert SECRET not in p.stdout + p.stderr
     assert not (tmp_path / "r").exists()
+
+
+def _fw_count(fw, cwd: Path, **env_extra) -> int:
+    p = run([BIN / "lpad", "get_fws", "-d", "count"], env={**fw.env, **env_extra}, cwd=cwd)
+    assert p.returncode == 0, p.stderr
+    return int(p.stdout.strip().splitlines()[-1])
+
+
+def test_fireworks_dry_run_adds_nothing_and_writes_nothing(fw_env, tmp_path):
+    """Issue 15 #1: `--fireworks --dry-run` used to add the workflow and write the campaign directory."""
+    before = fw_env.store_file.read_text()
+    for args, run_dir in (
+        (["--flow", "flows.submit.smoke:smoke_flow", write_smoke(tmp_path / "s.yaml")], tmp_path / "smoke"),
+        ([REPO / "configs/demo.yaml"], tmp_path / "campaign"),  # the real campaign flow writes its dir when built
+    ):
+        p = mfal("submit", *args, "--fireworks", "--dry-run", "--launchpad", fw_env.launchpad, "--cluster", CLUSTER,
+                 "--dir", run_dir, env=fw_env.env)
+        assert p.returncode == 0, p.stderr
+        assert "firework '" in p.stdout and "_category=" in p.stdout
+        assert "dry run: nothing added to the LaunchPad, nothing written" in p.stdout
+        assert not run_dir.exists()
+    assert fw_env.store_file.read_text() == before
+    lp = fw_env.dir / "lp-dir"
+    lp.mkdir()
+    (lp / "FW_config.yaml").write_text(f"LAUNCHPAD_LOC: {fw_env.launchpad}\n")
+    assert _fw_count(fw_env, lp, FW_CONFIG_FILE=str(lp / "FW_config.yaml")) == 0
+
+
+def test_one_fw_config_serves_lpad_and_mfal_submit(fw_env, tmp_path):
+    """LAUNCHPAD_LOC was read by `mfal submit` only; FireWorks' `lpad`/`qlaunch` read FW_CONFIG_FILE. With the file
+    that `mfal fireworks-config` writes, the README's bare `lpad reset` / `mfal submit` / `lpad get_fws` agree."""
+    fw_config = tmp_path / "private dir" / "FW_config.yaml"
+    p = mfal("fireworks-config", "--launchpad", fw_env.launchpad, "--out", fw_config, env=fw_env.env)
+    assert p.returncode == 0, p.stderr
+    assert f"export FW_CONFIG_FILE='{fw_config}'" in p.stdout  # shell-quoted: paste-safe
+    env = dict(fw_env.env, FW_CONFIG_FILE=str(fw_config))
+    elsewhere = tmp_path / "elsewhere"  # no my_launchpad.yaml here: only FW_CONFIG_FILE can point lpad at it
+    elsewhere.mkdir()
+    today = __import__("datetime").date.today().isoformat()
+    p = run([BIN / "lpad", "reset", "--password", today], env=env, cwd=elsewhere)
+    assert p.returncode == 0, p.stderr
+    p = mfal("submit", write_smoke(tmp_path / "s.yaml"), "--fireworks", "--cluster", CLUSTER,
+             "--flow", "flows.submit.smoke:smoke_flow", "--dir", tmp_path / "run", env=env, cwd=elsewhere)
+    assert p.returncode == 0, p.stderr
+    assert _fw_count(fw_env, elsewhere, FW_CONFIG_FILE=str(fw_config)) == 1  # the same database (name: mfal_fw)
+    assert _fw_count(fw_env, elsewhere) == 0  # FireWorks' default LaunchPad (database 'fireworks') is another one

@@ -6,6 +6,7 @@ The node advertises one fake GPU (a /dev/null clone): GPU requests are scheduled
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import time
 from pathlib import Path
@@ -34,6 +35,11 @@ def test_recursive_flow_on_slurm_with_gpu_training_hostile_names_and_no_secrets(
     p = mfal("submit", cfg, "--slurm", "--cluster", CLUSTER, "--device", "cpu", "--flow", FLOW, "--dir", run_dir,
              env=env, cwd=tmp_path)
     assert p.returncode == 0, p.stderr
+    # the printed "follow it with" hint is shell-quoted (issue 15 #13): pasting it runs nothing from --dir
+    hint = p.stdout.split("follow it with: ", 1)[1].strip()
+    assert shlex.split(hint) == ["mfal", "cluster-status", "--dir", str(run_dir)]
+    echoed = run(["bash", "-c", "echo " + hint.removeprefix("mfal ")], cwd=tmp_path)
+    assert echoed.stdout.strip() == f"cluster-status --dir {run_dir}" and not marker.exists()
     st = wait_run(run_dir)
     assert st["status"] == "completed", st
     assert st["counts"] == {"completed": 14}  # 2 rounds created at run time by Response(replace=...)

@@ -136,3 +136,18 @@ def test_dry_run_of_the_real_campaign_writes_nothing(tmp_path):
     assert "[label]" in p.stdout and "[train]" in p.stdout and "--gres=gpu:1" in p.stdout
     assert "#SBATCH --account=my_project" in p.stdout and "module load vasp/6.4" in p.stdout
     assert not run_dir.exists()
+
+
+def test_printed_export_hints_are_shell_quoted(tmp_path):
+    """Issue 15 #13: a hostile output path in a printed hint must not run when the hint is pasted."""
+    from clusterutil import SECRET, run
+
+    evil = tmp_path / "cfg $(touch pwned) `touch pwned2`"
+    env = dict(os.environ, MFAL_MONGO_URI=f"mongodb://mfal:{SECRET}@127.0.0.1:27017/mfal")
+    p = mfal("jobflow-config", REPO / "configs/jobflow/jobflow.yaml", "--out", evil / "jobflow.yaml", env=env,
+             cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    export = p.stdout.split("; ", 1)[1].strip()
+    shown = run(["bash", "-c", f"{export}; echo \"$JOBFLOW_CONFIG_FILE\""], cwd=tmp_path)
+    assert shown.stdout.strip() == str(evil / "jobflow.yaml")
+    assert not (tmp_path / "pwned").exists() and not (tmp_path / "pwned2").exists()
