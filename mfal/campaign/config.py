@@ -17,6 +17,7 @@ from mfal.explore.config import ExploreConfig, StartStructure
 from mfal.fidelity import Fidelities
 from mfal.label.config import LabelerSpec
 from mfal.runopts import RunOptions, check_device_name
+from mfal.train.ensemble import EnsembleConfig
 from mfal.train.trainer import TrainConfig
 
 
@@ -38,9 +39,11 @@ class BudgetConfig(_Strict):
         return {f: h * 3600.0 for f, h in getattr(self, which).items()}
 
 
-class EnsembleConfig(_Strict):
+class CampaignEnsemble(EnsembleConfig):
+    """The one ``EnsembleConfig`` (mfal.train.ensemble) with the campaign's defaults: k ≥ 3, bootstrap."""
+
     k: int = Field(3, ge=3, description="ensemble members (≥ 3 for a usable spread)")
-    bootstrap: bool = Field(True, description="each member trains on a bootstrap resample")
+    bootstrap: bool = Field(True, description="each member trains on a bootstrap resample (per fidelity)")
 
 
 class InitialConfig(_Strict):
@@ -75,7 +78,7 @@ class CampaignConfig(_Strict):
     )
     start_structures: list[StartStructure] = Field(min_length=1)
     explore: ExploreConfig = Field(default_factory=ExploreConfig)
-    ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
+    ensemble: CampaignEnsemble = Field(default_factory=CampaignEnsemble)
     train: TrainConfig = Field(default_factory=TrainConfig)
     labelers: dict[str, LabelerSpec] = Field(
         description="one labeler per fidelity name: {kind: teacher|vasp|cp2k|replay, options, cost_per_label, chunk_size}"

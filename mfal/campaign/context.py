@@ -128,12 +128,3 @@ def now() -> Any:
 
     return datetime.now(UTC)
 
-
-def structure_id(frame: Any) -> str:
-    """The structure fingerprint of a FrameDoc (its ``structure_id`` when the store fills it)."""
-    sid = getattr(frame, "structure_id", None)
-    if sid:
-        return sid
-    from mfal.store.docs import structure_fingerprint
-
-    return structure_fingerprint(frame.get_structure())

@@ -10,7 +10,7 @@ import numpy as np
 
 from mfal.campaign import policy
 from mfal.campaign.artifacts import Evaluation, RoundScores, TrainOutput
-from mfal.campaign.context import Campaign, now, structure_id
+from mfal.campaign.context import Campaign, now
 from mfal.campaign.faults import fault_point
 from mfal.campaign.train import split_frames
 from mfal.runopts import RunOptions
@@ -44,7 +44,7 @@ def uncertainty_vs_error(
     for fr in frames:
         if fr.fidelity != fidelity or fr.status != "ok" or fr.forces is None:
             continue
-        i = index.get(structure_id(fr))
+        i = index.get(fr.structure_id)
         if i is None:
             continue
         err.append(max_force_error(fs.forces_of(i), np.asarray(fr.forces)))

@@ -7,7 +7,7 @@ from typing import Any
 
 from mfal.campaign import policy
 from mfal.campaign.artifacts import Selection
-from mfal.campaign.context import REF_ATOMS, Campaign, structure_id
+from mfal.campaign.context import REF_ATOMS, Campaign
 from mfal.campaign.faults import fault_point
 from mfal.runopts import RunOptions
 
@@ -41,9 +41,7 @@ def select_round(root: str | Path, r: int, options: RunOptions | None = None) ->
             ids = cands.ids
             scores = rd.scores()
             costs = cost_models(c)
-            labeled = {
-                f: {structure_id(fr) for fr in c.store.query_frames(fidelity=f, campaign=c.name)} for f in names
-            }
+            labeled = {f: c.store.structure_ids(fidelity=f, campaign=c.name) for f in names}
             budget = policy.budget_left(cfg.budget.per_round, cfg.budget.total, c.state.spent)
             exclude = {f: [i for i, cid in enumerate(ids) if cid in labeled[f]] for f in names}
             picks, report = select(
