@@ -48,19 +48,23 @@ def label_cmd(
     round_: int | None = typer.Option(None, "--round", help="round number stored with the frames"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bar while labeling"),
 ) -> None:
-    """Label structures at one fidelity and store the frames (ok, failed or quarantined, with their cost)."""
+    """Label structures at one fidelity and store the frames (ok, failed or quarantined, with their cost).
+
+    Each chunk is stored as soon as it is labeled; a rerun labels only the structures not yet stored.
+    """
     from collections import Counter
 
     from rich.console import Console
     from rich.progress import Progress
     from rich.table import Table
 
-    from mfal.errors import ConfigError
+    from mfal.errors import ConfigError, LabelError
     from mfal.fidelity import check_fidelity
     from mfal.label import LABELERS, get_labeler
     from mfal.label.inputs import read_structures
     from mfal.store import open_store
     from mfal.store.config import store_from_options
+    from mfal.store.docs import structure_fingerprint
 
     # every argument is checked before anything runs or is written
     if labeler not in LABELERS:
@@ -73,21 +77,32 @@ def label_cmd(
     console = Console() if Console().is_terminal else Console(width=200)
     err_console = Console(stderr=True)
     batch = 16 if labeler in ("teacher", "replay") else 1
-    frames = []
-    with Progress(
-        console=err_console, disable=not (progress and err_console.is_terminal), transient=True
-    ) as bar:
-        task = bar.add_task(f"{labeler} {fidelity}", total=len(items))
-        for start in range(0, len(items), batch):
-            chunk = [s for _, s in items[start : start + batch]]
-            frames += lab.label(chunk, fidelity, workdir=workdir, campaign=campaign, round=round_)
-            bar.advance(task, len(chunk))
-    if len(frames) != len(items):
-        raise ConfigError(f"labeler {labeler!r} returned {len(frames)} frames for {len(items)} structures")
-
+    keys = [structure_fingerprint(s) for _, s in items]
+    # the store is opened (created, checked) before the first label, and each chunk is stored as it finishes:
+    # an unreachable store costs no label, a crash loses at most one chunk, a rerun reuses what was stored
     with open_store(cfg) as fs:
-        new = fs.upsert_frames(frames)
         location = fs.location
+        stored = {
+            getattr(f, "structure_id", "") or structure_fingerprint(f.get_structure()): f
+            for f in fs.query_frames(fidelity=fidelity, source=labeler)
+        }
+        done = {i: stored[k] for i, k in enumerate(keys) if k in stored}
+        todo = [i for i in range(len(items)) if i not in done]
+        new = 0
+        with Progress(
+            console=err_console, disable=not (progress and err_console.is_terminal), transient=True
+        ) as bar:
+            task = bar.add_task(f"{labeler} {fidelity}", total=len(items), completed=len(done))
+            for start in range(0, len(todo), batch):
+                chunk = todo[start : start + batch]
+                out = lab.label([items[i][1] for i in chunk], fidelity, workdir=workdir, campaign=campaign, round=round_)
+                if len(out) != len(chunk):
+                    raise LabelError(f"labeler {labeler!r} returned {len(out)} frames for {len(chunk)} structures")
+                new += fs.upsert_frames(out)
+                done.update(zip(chunk, out, strict=True))
+                bar.advance(task, len(chunk))
+    frames = [done[i] for i in range(len(items))]
+    reused = len(items) - len(todo)
 
     table = Table(title=f"{labeler} labels at {fidelity} -> {location}")
     for col in ("file", "formula", "nsites", "status", "E/atom (eV)", "cost (core-s)", "frame_id"):
@@ -113,6 +128,7 @@ def label_cmd(
     surrogate = " (surrogate labels)" if labeler == "teacher" else ""
     console.print(
         f"{len(frames)} frames{surrogate}: {counts.get('ok', 0)} ok, {counts.get('failed', 0)} failed, "
-        f"{counts.get('quarantined', 0)} quarantined; {new} new in the store; "
+        f"{counts.get('quarantined', 0)} quarantined; {new} new in the store"
+        f"{f' ({reused} already stored, not labeled again)' if reused else ''}; "
         f"cost {total_cost:.0f} core-s ({total_cost / 3600:.2f} core-h)"
     )
