@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 import typer
 
 from flows.cli.app import bench_app
 from mfal.fileio import dumps_strict
+from mfal.runopts import RunOptions
 
 
 @bench_app.command("campaign")
@@ -26,23 +26,17 @@ def bench_campaign_cmd(
     """Orchestration overhead per round (everything but labeling and training) and the demo's wall time."""
     import warnings
 
-    from mfal.bench.campaign import bench_campaign, round_breakdown
+    from flows.campaign import run_campaign
+    from mfal.bench.campaign import bench_campaign, mean_shares, round_breakdown
 
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
     if from_dir is not None:
         rows = round_breakdown(from_dir, cores=cores)
-        res = {"config": str(from_dir), "wall_s": None, "rounds": rows}
-        for key in ("overhead_share", "orchestration_share", "overhead_share_with_configured_labels"):
-            vals = [r[key] for r in rows if r[key] is not None]
-            res[f"mean_{key}"] = sum(vals) / len(vals) if vals else None
-    else:
-        kwargs = {"run_dir": run_dir, "progress": not json_output, "cores": cores}
-        if "runner" in inspect.signature(bench_campaign).parameters:  # mfal never imports flows: pass it in
-            from flows.campaign import run_campaign
-
-            kwargs["runner"] = run_campaign
-        res = bench_campaign(config, **kwargs)
+        res = {"config": str(from_dir), "wall_s": None, "rounds": rows, **mean_shares(rows)}
+    else:  # mfal never imports flows: the campaign runner is passed in
+        options = RunOptions(progress=not json_output)
+        res = bench_campaign(config, runner=run_campaign, run_dir=run_dir, options=options, cores=cores)
     if json_output:
         typer.echo(dumps_strict(res))
         return
