@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,10 @@ import numpy as np
 from pymatgen.core import Structure
 
 from mfal.errors import DataError
+from mfal.fidelity import DEFAULT, Fidelities
+from mfal.fileio import atomic_write_json, read_json
 from mfal.store.docs import FrameDoc, structure_fingerprint
+from mfal.train.split import assign_splits, structure_key
 
 log = logging.getLogger(__name__)
 
@@ -94,20 +96,6 @@ def make_structures(
     return out
 
 
-def assign_splits(sids: Sequence[str], n_test: int, n_val: int, seed: int) -> list[str]:
-    """Split name per structure: a seeded permutation gives the first ``n_test`` to test, next ``n_val`` to val."""
-    if n_test + n_val >= len(sids):
-        raise DataError(f"n_test={n_test} + n_val={n_val} leaves no pool structures out of {len(sids)}")
-    order = np.random.default_rng([seed, 7]).permutation(len(sids))
-    splits = ["pool"] * len(sids)
-    for rank, i in enumerate(order):
-        if rank < n_test:
-            splits[i] = "test"
-        elif rank < n_test + n_val:
-            splits[i] = "val"
-    return splits
-
-
 def _cache_key(payload: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -127,17 +115,16 @@ def _save(pool: SciencePool, path: Path, key: str) -> None:
             for it in pool.items
         ],
     }
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(path)  # nothing half-written
+    atomic_write_json(path, data)  # nothing half-written
 
 
 def _load(path: Path, key: str) -> SciencePool | None:
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        data = read_json(path)
+    except DataError as err:  # a damaged cache is relabeled, not trusted
+        log.warning("science pool cache unreadable, relabeling: %s", err)
         return None
-    if data.get("key") != key:
+    if not isinstance(data, dict) or data.get("key") != key:
         return None
     items = [
         PairedItem(sid=d["sid"], split=d["split"], frames={k: FrameDoc(**f) for k, f in d["frames"].items()})
@@ -156,15 +143,18 @@ def teacher_pool(
     *,
     cache_dir: Path | None = None,
     progress: bool = False,
+    fidelities: Fidelities = DEFAULT,
 ) -> SciencePool:
     """Generate and label (teacher surrogates, LF and HF) ``n_structures`` cells, split them; cached in
     ``cache_dir/pool_<key>.json`` (the key hashes every setting, so a changed setting relabels)."""
     from mfal.label import get_labeler
 
     labeler = get_labeler("teacher")
-    models = {f: labeler.config.fidelities[f].model for f in ("lf", "hf")}  # type: ignore[attr-defined]
+    names = fidelities.names
+    models = {f: labeler.config.fidelities[f].model for f in names}  # type: ignore[attr-defined]
+    # v3: splits by mfal.train.split.assign_splits (hash order; v2 used a seeded permutation)
     key = _cache_key(
-        {"n": n_structures, "test": n_test, "val": n_val, "seed": seed, "models": models, "v": 2}
+        {"n": n_structures, "test": n_test, "val": n_val, "seed": seed, "models": models, "v": 3}
     )
     path = Path(cache_dir) / f"pool_{key}.json" if cache_dir is not None else None
     if path is not None and path.is_file():
@@ -174,7 +164,7 @@ def teacher_pool(
             return cached
     structures = make_structures(n_structures, seed)
     labels: dict[str, list[FrameDoc]] = {}
-    for fid in ("lf", "hf"):
+    for fid in names:
         docs: list[FrameDoc] = []
         # chunks for the progress bar; the teacher bounds its own memory by its batch_size
         chunks = range(0, len(structures), LABEL_CHUNK)
@@ -186,22 +176,22 @@ def teacher_pool(
             docs += labeler.label(structures[start : start + LABEL_CHUNK], fid, campaign="bench-science")
         labels[fid] = docs
     sids = [structure_fingerprint(s) for s in structures]
-    ok = [i for i in range(len(sids)) if all(labels[fid][i].status == "ok" for fid in ("lf", "hf"))]
+    ok = [i for i in range(len(sids)) if all(labels[fid][i].status == "ok" for fid in names)]
     reasons = sorted(
-        {str(labels[fid][i].status_reason) for i in range(len(sids)) if i not in ok for fid in ("lf", "hf")}
+        {str(labels[fid][i].status_reason) for i in range(len(sids)) if i not in ok for fid in names}
         - {"None"}
     )
     n_failed = len(sids) - len(ok)
     # splits over the structures with both labels ok, so the test/val sizes are exactly as asked
-    splits = assign_splits([sids[i] for i in ok], n_test, n_val, seed)
+    splits = assign_splits([sids[i] for i in ok], n_test=n_test, n_val=n_val, seed=seed)
     items = [
-        PairedItem(sid=sids[i], split=split, frames={fid: labels[fid][i] for fid in ("lf", "hf")})
+        PairedItem(sid=sids[i], split=split, frames={fid: labels[fid][i] for fid in names})
         for i, split in zip(ok, splits, strict=True)
     ]
     pool = SciencePool(
         items=items,
-        source=f"teacher (SURROGATE labels: LF = CHGNet {models['lf']} without moments, "
-        f"HF = CHGNet {models['hf']} with moments)",
+        source=f"teacher (SURROGATE labels: LF = CHGNet {models[fidelities.low]} without moments, "
+        f"HF = CHGNet {models[fidelities.high]} with moments)",
         surrogate=True,
         meta={
             "n_structures": n_structures,
@@ -218,7 +208,9 @@ def teacher_pool(
     return pool
 
 
-def replay_pool(data: Path, n_test: int, n_val: int, seed: int) -> SciencePool:
+def replay_pool(
+    data: Path, n_test: int, n_val: int, seed: int, *, fidelities: Fidelities = DEFAULT
+) -> SciencePool:
     """Pool from a real paired extxyz file (LF and HF frames of the same structures, mfal's extxyz layout).
 
     Frames are paired by structure fingerprint; structures without an HF frame can only be LF pool frames.
@@ -228,15 +220,15 @@ def replay_pool(data: Path, n_test: int, n_val: int, seed: int) -> SciencePool:
     frames = [f for f in read_extxyz(data) if f.status == "ok"]
     by_sid: dict[str, dict[str, FrameDoc]] = {}
     for f in frames:
-        by_sid.setdefault(structure_fingerprint(f.get_structure()), {})[f.fidelity] = f
+        by_sid.setdefault(structure_key(f), {})[f.fidelity] = f
     sids = sorted(by_sid)
-    paired = [s for s in sids if {"lf", "hf"} <= set(by_sid[s])]
+    paired = [s for s in sids if set(fidelities.names) <= set(by_sid[s])]
     if len(paired) < n_test + n_val + 1:
         raise DataError(
             f"{data}: {len(paired)} structures have both LF and HF frames; need at least n_test={n_test} + "
             f"n_val={n_val} + 1"
         )
-    splits = dict(zip(paired, assign_splits(paired, n_test, n_val, seed), strict=True))
+    splits = dict(zip(paired, assign_splits(paired, n_test=n_test, n_val=n_val, seed=seed), strict=True))
     items = [PairedItem(sid=s, split=splits.get(s, "pool"), frames=by_sid[s]) for s in sids]
     codes = sorted({str(f.calc.get("code", f.source)) for f in frames})
     pool = SciencePool(

@@ -1,6 +1,6 @@
 """The issue's targets checked against a science result, and merging of runs made side by side.
 
-``target_checks(result)`` turns the JSON of :func:`mfal.bench.science.run_science` into one verdict per
+``target_checks(result)`` turns the JSON of ``mfal.bench.science.run_science`` into one verdict per
 target (measured value, threshold, met or not, margin), so a report says by how much a target is missed.
 ``merge_results([...])`` joins runs on the same pool (e.g. ``--preset full`` and ``--preset scratch``, one
 core each) into one result with both starting points.
@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from mfal.bench.science_results import aggregate, curve_ratios, random_curves
 from mfal.errors import DataError
 
 MF_OVER_SF_MAX = 0.7  # MF-F force MAE ≤ 0.7 × SF at 50 and 100 HF frames
@@ -107,8 +108,6 @@ def target_checks(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 def merge_results(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """One result from runs on the same pool (same HF test frames); at most one may hold the AL part."""
-    from mfal.bench.science import _aggregate, curve_ratios, random_curves
-
     if not results:
         raise DataError("nothing to merge: no science.json given")
     required = ("config", "pool", "rows", "learning_curves", "warm_start", "timing_s", "hf_sizes")
@@ -128,7 +127,7 @@ def merge_results(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
     seen = {(row["method"], row["start"], row["n_hf"], row["seed"]) for row in rows}
     if len(seen) != len(rows):
         raise DataError("the runs repeat a (method, start, HF size, seed) point; merge distinct runs only")
-    agg = _aggregate(rows)
+    agg = aggregate(rows)
     starts = list(dict.fromkeys(s for r in results for s in r["learning_curves"]))
     merged = {**first, **(with_al[0] if with_al else {})}
     merged.update(

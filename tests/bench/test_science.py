@@ -14,13 +14,14 @@ import sys
 
 import pytest
 
-from mfal.bench.science import PRESETS, _match_point, method_train_kwargs, preset
+from mfal.bench.science_config import PRESETS, method_train_kwargs, preset
 from mfal.bench.science_data import PairedItem, SciencePool, make_structures, replay_pool, teacher_pool
+from mfal.bench.science_results import match_point
 from mfal.errors import ConfigError, DataError
 from mfal.store.docs import structure_fingerprint
 
 THREADS = os.environ.get("MFAL_TEST_THREADS", "2")  # as tests/conftest.py
-MFAL = [sys.executable, "-c", "from mfal.cli import main; main()"]
+MFAL = [sys.executable, "-c", "from flows.cli import main; main()"]
 
 
 def test_structures_are_seeded_and_varied():
@@ -101,16 +102,16 @@ def test_replay_pool_from_extxyz(small_pool, tmp_path):
         replay_pool(path, n_test=8, n_val=2, seed=1)
 
 
-def test_method_names_and_match_point():
+def test_method_names_andmatch_point():
     assert method_train_kwargs("MF-F") == {"mode": "mf", "components": "EMRC"}
     assert method_train_kwargs("MF-RC") == {"mode": "mf", "components": "RC"}
     assert method_train_kwargs("SF") == {"mode": "sf"}
     for bad in ("MF-X", "MF-", "MF-EE", "XX"):
         with pytest.raises(ConfigError, match="method="):
             method_train_kwargs(bad)
-    assert _match_point([25, 50, 100], [300.0, 200.0, 100.0], 150.0) == pytest.approx(75.0)
-    assert _match_point([25, 50], [300.0, 200.0], 100.0) is None
-    assert _match_point([25, 50], [90.0, 80.0], 100.0) == 25.0
+    assert match_point([25, 50, 100], [300.0, 200.0, 100.0], 150.0) == pytest.approx(75.0)
+    assert match_point([25, 50], [300.0, 200.0], 100.0) is None
+    assert match_point([25, 50], [90.0, 80.0], 100.0) == 25.0
     q = preset("quick")
     assert 50 in q.hf_sizes and {"SF", "MF-F"} <= set(q.methods) and q.seeds == 1
 
@@ -142,7 +143,7 @@ def test_cli_rejects_bad_options(tmp_path):
             capture_output=True,
             text=True,
         )
-        assert proc.returncode == 1, proc.stderr
+        assert proc.returncode == 2, proc.stderr  # ConfigError: exit 2 (flows.cli error contract)
         assert proc.stderr.startswith("mfal: error:") and msg in proc.stderr
         assert not (tmp_path / "o" / "science.json").exists()
 
@@ -154,7 +155,7 @@ def test_report_needs_a_finished_run(tmp_path):
         text=True,
     )
     assert (
-        proc.returncode == 1 and proc.stderr.startswith("mfal: error:") and "no science.json" in proc.stderr
+        proc.returncode == 2 and proc.stderr.startswith("mfal: error:") and "no science.json" in proc.stderr
     )
     assert not (tmp_path / "r").exists()
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from mfal.bench.science import _aggregate
+from mfal.bench.science_results import aggregate
 from mfal.bench.science_targets import merge_results, target_checks
 from mfal.errors import DataError
 
@@ -31,7 +31,7 @@ def _result(rows: list[dict], ablation_sizes=(50,), test_ids=("a", "b"), **extra
         "config": {"ablation_sizes": list(ablation_sizes)},
         "pool": {"test_frame_ids": list(test_ids)},
         "rows": rows,
-        "learning_curves": _aggregate(rows),
+        "learning_curves": aggregate(rows),
         "warm_start": {"zero_shot_hf_test": None},
         "timing_s": {"total": 10.0},
         "hf_sizes": sorted({r["n_hf"] for r in rows}),

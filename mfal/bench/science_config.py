@@ -1,0 +1,165 @@
+"""Settings of the science benchmark: :class:`ScienceConfig` (+ :class:`ALConfig`), presets, method names."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from mfal.errors import ConfigError
+from mfal.fidelity import Fidelities
+from mfal.train.config import COMPONENTS, TLConfig, TrainConfig
+
+
+class ALConfig(BaseModel):
+    """Pool-based active learning (AL+MF) settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sizes: list[int] = Field(
+        description="HF labels after each round, e.g. [25, 50, 100]; the first are random"
+    )
+    k: int = Field(3, ge=2, description="ensemble members that score the pool")
+    start: Literal["scratch", "pretrained"] = Field("pretrained", description="starting point of the members")
+    diversity_pool: float = Field(2.0, ge=1.0, description="FPS among the diversity_pool × n most uncertain")
+
+
+class ScienceConfig(BaseModel):
+    """Every knob of ``mfal bench science`` (presets: :func:`preset`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "full"
+    fidelities: Fidelities = Field(
+        default_factory=Fidelities, description="fidelity names, cheapest first; the last is the target (HF)"
+    )
+    labeler: Literal["teacher", "replay"] = "teacher"
+    data: str | None = Field(None, description="paired LF/HF extxyz file (labeler replay)")
+    seed: int = Field(0, description="seed of the pool, the split and the first run")
+    n_structures: int = Field(560, ge=3, description="teacher: structures generated (pool + val + test)")
+    n_test: int = Field(60, ge=1, description="HF test structures (never trained on at any fidelity)")
+    n_val: int = Field(24, ge=0, description="validation structures (HF frames drive early stopping)")
+    hf_sizes: list[int] = Field(default_factory=lambda: [25, 50, 100, 200, 400])
+    methods: list[str] = Field(default_factory=lambda: ["SF", "TL", "MF-F"])
+    ablation: list[str] = Field(
+        default_factory=lambda: ["MF-E", "MF-M", "MF-R", "MF-C", "MF-EM", "MF-RC", "MF-EMR"],
+        description="extra MF component subsets, run at ablation_sizes only",
+    )
+    ablation_sizes: list[int] = Field(default_factory=lambda: [50])
+    starts: list[Literal["scratch", "pretrained"]] = Field(default_factory=lambda: ["scratch", "pretrained"])
+    warm_version: str = Field(
+        "r2scan", description="pretrained CHGNet of the warm start (not a teacher model)"
+    )
+    seeds: int = Field(3, ge=1)
+    epochs: int = Field(30, ge=1, description="max epochs, warm start")
+    scratch_epochs: int = Field(60, ge=1, description="max epochs from scratch")
+    lr: float = Field(1e-3, gt=0, description="learning rate, warm start")
+    scratch_lr: float = Field(3e-3, gt=0)
+    batch_size: int = Field(8, ge=1)
+    patience: int | None = Field(8, ge=1)
+    lf_max: int | None = Field(None, ge=1, description="cap on pool LF frames used (None: all)")
+    al: ALConfig | None = None
+    threads: int | None = Field(2, ge=1)
+
+    @field_validator("methods", "ablation")
+    @classmethod
+    def _methods(cls, v: list[str]) -> list[str]:
+        for m in v:
+            method_train_kwargs(m)  # raises ConfigError naming the bad method
+        return v
+
+
+PRESETS = ("quick", "full", "scratch", "paper")
+
+
+def preset(name: str) -> ScienceConfig:
+    """A named setting of the benchmark (every knob can still be overridden on the command line).
+
+    * ``quick``: CI, ≤ 5 min on 2 idle cores: HF 50, SF vs MF-F, one seed, warm start, 2 epochs.
+    * ``full`` (default): the ≈ 2-h run on one core: warm start from CHGNet r2SCAN; HF 25/50/100 with SF, TL,
+      MF-F; E, M, R, C alone at 50 HF; AL 25 → 50 → 100 (K = 3); 6 epochs; 100 LF frames; one seed.
+    * ``scratch``: the paper's setting (random init), ≈ 75 CPU-min on one core: HF 50/100 with SF, MF-F, and
+      TL and MF-C alone at 50; 20 epochs; 100 LF frames; one seed. Run it next to ``full`` (one core each).
+    * ``paper``: the issue's whole grid (HF 25–400, both starts, 7 ablation subsets, 3 seeds, 30/60 epochs,
+      all LF frames): tens of core-hours, for a GPU node or a cluster allocation.
+    """
+    if name == "quick":
+        return ScienceConfig(
+            name="quick",
+            n_structures=72,
+            n_test=12,
+            n_val=6,
+            hf_sizes=[50],
+            methods=["SF", "MF-F"],
+            ablation=[],
+            ablation_sizes=[],
+            starts=["pretrained"],
+            seeds=1,
+            epochs=2,
+            patience=None,
+            lf_max=50,
+            al=ALConfig(sizes=[25, 50], k=2),
+        )
+    if name == "full":
+        return ScienceConfig(
+            name="full",
+            hf_sizes=[25, 50, 100],
+            ablation=["MF-E", "MF-M", "MF-R", "MF-C"],
+            starts=["pretrained"],
+            seeds=1,
+            epochs=6,
+            lf_max=100,
+            al=ALConfig(sizes=[25, 50, 100]),
+        )
+    if name == "scratch":
+        return ScienceConfig(
+            name="scratch",
+            hf_sizes=[50, 100],
+            methods=["SF", "MF-F"],
+            ablation=["TL", "MF-C"],
+            starts=["scratch"],
+            seeds=1,
+            scratch_epochs=20,
+            lf_max=100,
+        )
+    if name == "paper":
+        return ScienceConfig(name="paper", al=ALConfig(sizes=[25, 50, 100, 200]))
+    raise ConfigError(f"preset={name!r} not in {list(PRESETS)}")
+
+
+def method_train_kwargs(method: str) -> dict[str, Any]:
+    """TrainConfig fields of a method name: SF, TL, MF-F (= EMRC) or MF-<subset of EMRC>."""
+    if method == "SF":
+        return {"mode": "sf"}
+    if method == "TL":
+        return {"mode": "tl"}
+    if method.startswith("MF-"):
+        comp = method[3:]
+        comp = COMPONENTS if comp == "F" else comp
+        if comp and not set(comp) - set(COMPONENTS) and len(set(comp)) == len(comp):
+            return {"mode": "mf", "components": comp}
+    raise ConfigError(f"method={method!r} not in ['SF', 'TL', 'MF-F', 'MF-<letters of EMRC>', e.g. 'MF-RC']")
+
+
+def train_config(config: ScienceConfig, method: str, start: str, seed: int) -> TrainConfig:
+    """The TrainConfig of one run: ``method`` (SF, TL, MF-…) from ``start`` (scratch | pretrained), CPU."""
+    scratch = start == "scratch"
+    kw = method_train_kwargs(method)
+    fids = config.fidelities
+    return TrainConfig(
+        **kw,
+        fidelities=fids.names,
+        magnetic_fidelities=fids.magnetic,
+        target_fidelity=fids.high,
+        lf_fidelity=fids.low,
+        warm_start=start,
+        pretrained_version=config.warm_version,
+        epochs=config.scratch_epochs if scratch else config.epochs,
+        lr=config.scratch_lr if scratch else config.lr,
+        batch_size=config.batch_size,
+        patience=config.patience,
+        seed=seed,
+        device="cpu",
+        threads=config.threads,
+        tl=TLConfig(),
+    )
