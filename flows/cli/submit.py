@@ -98,6 +98,11 @@ def submit(
         from flows.submit.fireworks import load_launchpad, submit_flow
 
         lp = load_launchpad(launchpad)  # checked before the flow is built: nothing half-done
+        if flow is None:
+            from flows.submit.stores import SHARED_STORE_NOTE, campaign_store_kind
+
+            if campaign_store_kind(config) == "embedded":
+                typer.echo(SHARED_STORE_NOTE, err=True)
         with _cleanup_on_error(run_dir):
             the_flow = _build_flow(config, run_dir, factory, options)
             ids = submit_flow(the_flow, lp, cl, device=options.device)

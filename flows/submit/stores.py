@@ -62,3 +62,10 @@ def campaign_store_kind(config: str | Path) -> str:
     if isinstance(section, dict):
         return StoreConfig.from_mapping(section, base=config.parent, where=f"{config} store").type
     return "embedded"
+
+#: printed when FireWorks workers would share a campaign's embedded (sqlite) store
+SHARED_STORE_NOTE = (
+    "note: the campaign's store is the embedded (sqlite) store in the run directory: every FireWorks worker opens "
+    "it, and sqlite locking is unreliable on a shared filesystem. Use one worker at a time, or give the campaign "
+    "a MongoDB store (store: {type: mongo, ...})."
+)
