@@ -180,12 +180,12 @@ def open_embedded(cfg: StoreConfig, *, create: bool = True, read_only: bool | No
     marker = root / STORE_MARKER
     if not marker.is_file():
         started = any((root / name).exists() for name in _MONTY_FILES)  # an interrupted creation
-        if not (create or started):
+        if read_only and started:
+            raise StoreError(f"store {root} is not completely created; open it once with a writing command")
+        if read_only or not (create or started):
             raise StoreError(
                 f"no mfal store at {root} (expected a store directory made by mfal, or a campaign dir)"
             )
-        if read_only:
-            raise StoreError(f"store {root} is not completely created; open it once with a writing command")
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as err:
