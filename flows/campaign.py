@@ -65,9 +65,8 @@ def round_job(campaign_dir: str, round: int, maker: RoundMaker) -> Response:
     for stage in round_stages(maker.fidelities):
         stage_jobs = []
         for step in stage:
-            j = step_job(
-                campaign_dir, round, step.name, options=maker.options, fidelities=maker.fidelities, after=previous
-            )
+            opts = step.options_for(maker.options)  # the device only where the model runs (queue routing)
+            j = step_job(campaign_dir, round, step.name, options=opts, fidelities=maker.fidelities, after=previous)
             j.name = f"{step.name} r{round}"
             stage_jobs.append(j)
         jobs.extend(stage_jobs)

@@ -1,8 +1,11 @@
 """Fault injection for resume tests: ``MFAL_FAULT="after_label:3"`` SIGKILLs the process at the 3rd hit.
 
-Points: ``during_label`` (before the n-th labeler call), ``after_label`` (after the n-th label is persisted in its
-task file, before the store write), ``during_train`` (after the n-th ensemble member finished). Comma-separated
-entries are allowed. Only for tests; no effect when the variable is unset.
+Points: ``after_explore`` / ``after_score`` (after the step's artifact is saved), ``after_select`` (selection
+saved, before the running RoundDoc is written), ``during_label`` (before the n-th labeler call), ``after_label``
+(after the n-th label is persisted in its task file, before the store write), ``during_train`` (after the n-th
+ensemble member finished), ``before_state_save`` (the round's RoundDoc is stored, state.json not yet updated).
+A skipped (already done) step does not count. Comma-separated entries are allowed. Only for tests (the kill -9
+fault matrix); no effect when the variable is unset.
 """
 
 from __future__ import annotations

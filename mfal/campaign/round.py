@@ -35,12 +35,18 @@ from mfal.runopts import RunOptions
 @dataclass(frozen=True)
 class Step:
     """One step of a round. ``name`` starts every job name (cluster queues are routed by it); ``fidelity`` is
-    passed to per-fidelity steps; ``takes_previous``: the step gets the previous stage's (single) output."""
+    passed to per-fidelity steps; ``takes_previous``: the step gets the previous stage's (single) output;
+    ``torch``: the step runs the model (explore MD, score, train, evaluate) and gets the device override."""
 
     name: str
     run: Callable[..., Any]
     fidelity: str | None = None
     takes_previous: bool = False
+    torch: bool = False
+
+    def options_for(self, options: RunOptions) -> RunOptions:
+        """``options`` without the device for steps that do not run the model (select, label)."""
+        return options if self.torch else options.model_copy(update={"device": None})
 
     def __call__(self, root: str | Path, r: int, options: RunOptions, previous: Sequence[Any] = ()) -> Any:
         args: list[Any] = [root, r]
@@ -48,18 +54,18 @@ class Step:
             args.append(self.fidelity)
         if self.takes_previous:
             args.append(previous[0])
-        return self.run(*args, options)
+        return self.run(*args, self.options_for(options))
 
 
 def round_stages(fidelities: Fidelities) -> list[list[Step]]:
     """The round as stages run in order; the steps of one stage are independent (jobs may run in parallel)."""
     return [
-        [Step("explore", explore_round)],
-        [Step("score", score_round)],
+        [Step("explore", explore_round, torch=True)],
+        [Step("score", score_round, torch=True)],
         [Step("select", select_round)],
         [Step(f"label {f}", label_round, fidelity=f) for f in fidelities.names],
-        [Step("train ensemble", train_round)],
-        [Step("evaluate", evaluate_round, takes_previous=True)],
+        [Step("train ensemble", train_round, torch=True)],
+        [Step("evaluate", evaluate_round, takes_previous=True, torch=True)],
     ]
 
 

@@ -110,5 +110,6 @@ def test_run_round_calls_the_steps_in_the_flow_order(tmp_path, monkeypatch, make
         "train_round",
         "evaluate_round",
     ]
-    assert calls[3][2] == ("lf", opts) and calls[4][2] == ("hf", opts)
+    assert calls[0][2] == (opts,) and calls[2][2] == (RunOptions(),)  # select/label: no device
+    assert calls[3][2] == ("lf", RunOptions()) and calls[4][2] == ("hf", RunOptions())
     assert calls[-1][2] == ("train_round out", opts) and all(c[1] == 4 for c in calls)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -126,6 +127,17 @@ def test_campaign_end_to_end_and_resume(tmp_path, make_config, save_config):
     p = _run(cfg, ref)
     assert p.returncode == 0 and len(_calls(ref)) == len(calls)
 
+    # a campaign directory can be moved: checkpoints are referred to relative to it (issue 15 #16)
+    moved = tmp_path / "moved"
+    shutil.copytree(ref, moved)
+    ref.rename(tmp_path / "ref-away")
+    try:
+        state = CampaignDir(moved).load_state()
+        assert state.checkpoints and not any(Path(ck.key).is_absolute() for ck in state.checkpoints)
+        assert "SURROGATE" in make_report(moved, parity=True).read_text()  # loads the promoted ensemble
+    finally:
+        (tmp_path / "ref-away").rename(ref)
+
     # --- killed three times, then resumed
     res = tmp_path / "res"
     p = _run(cfg, res, "after_label:3")
@@ -147,6 +159,24 @@ def test_campaign_end_to_end_and_resume(tmp_path, make_config, save_config):
     assert len(got) == len({f.frame_id for f in got})  # no duplicates
     c = Counter(_calls(res))
     assert max(c.values()) == 1 and len(c) == len(got)  # no label computed twice
+
+    # --- fault matrix: kill -9 after each step's artifact is saved, between a RoundDoc and the state save,
+    # and in round 1's scoring and training; every rerun resumes, the result equals the uninterrupted run
+    mat = tmp_path / "matrix"
+    for fault in ("after_explore:1", "after_select:1", "before_state_save:1", "after_score:1", "during_train:2"):
+        p = _run(cfg, mat, fault)
+        assert p.returncode == -9, (fault, p.stderr[-2000:])
+    p = _run(cfg, mat)
+    assert p.returncode == 0, p.stderr[-3000:]
+    got = _frames(mat)
+    assert sorted(f.frame_id for f in got) == sorted(f.frame_id for f in frames)  # none lost, none twice
+    c = Counter(_calls(mat))
+    assert max(c.values()) == 1 and len(c) == len(got)
+    ref_state, mat_state = CampaignDir(ref).load_state(), CampaignDir(mat).load_state()
+    assert mat_state.state == "done" and mat_state.round == ref_state.round == 2
+    assert mat_state.spent == pytest.approx(ref_state.spent)  # no cost counted twice
+    with open_store(mat) as store:
+        assert [(r.round, r.state) for r in store.rounds("tiny")] == [(0, "done"), (1, "done")]
 
 
 def test_ratio_failed_stops_the_campaign(tmp_path, make_config, save_config):

@@ -113,6 +113,8 @@ def test_device_reaches_the_training_config(campaign_dir, monkeypatch):
     by_name = {j.name: j for j in resp.replace.jobs}
     for name in ("explore r0", "score r0", "train ensemble r0", "evaluate r0"):
         assert by_name[name].function_kwargs["options"].device == "auto", name
+    for name in ("select r0", "label lf r0", "label hf r0"):  # no model: no device, so no GPU queue
+        assert by_name[name].function_kwargs["options"].device is None, name
 
     assert Campaign(run).config.train.device == "cpu"  # demo.yaml, no override
     c = Campaign(run, RunOptions(device="auto"))
