@@ -6,6 +6,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from mfal.fileio import atomic_write_text
+
 UNITS = {
     "e_mae_mev_atom": "E MAE (meV/atom)",
     "f_mae_mev_ang": "F MAE (meV/Å)",
@@ -227,5 +229,5 @@ def write_report(
     paths = make_figures(result, out_dir, prefix=prefix)
     if figures is not None:
         paths += make_figures(result, figures, prefix=prefix)
-    (Path(out_dir) / "science.md").write_text(markdown_tables(result) + "\n")
+    atomic_write_text(Path(out_dir) / "science.md", markdown_tables(result) + "\n")
     return paths
