@@ -9,7 +9,7 @@ from typing import Any
 
 from mfal.campaign.config import CampaignConfig, absolutize, load_config
 from mfal.campaign.state import CampaignDir, CampaignState
-from mfal.errors import ConfigError, MfalError
+from mfal.errors import ConfigError, DataError, MfalError
 from mfal.fileio import atomic_write_text
 from mfal.runopts import RunOptions
 
@@ -33,12 +33,13 @@ def check_start_structures(cfg: CampaignConfig, where: Path) -> None:
         structures = load_start_structures(cfg.start_structures, where.parent, seed=cfg.seed)
     except ConfigError as err:
         raise ConfigError(f"{where}: field {err}") from None
-    try:
-        from mfal.store import validate_structure
-    except ImportError:  # pragma: no cover - until the store helper's check is on main
-        return
+    from mfal.store import validate_structure
+
     for i, s in enumerate(structures):
-        validate_structure(s, f"{where}: field start_structures.{i}")
+        try:
+            validate_structure(s, f"{where}: field start_structures.{i}")
+        except DataError as err:
+            raise ConfigError(str(err)) from None
 
 
 def check_labelers(cfg: CampaignConfig, where: Path) -> None:

@@ -67,6 +67,13 @@ def test_unparseable_start_structure_fails_before_the_run_dir(tmp_path, make_con
         prepare(path, tmp_path / "run")
     assert str(path) in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "run").exists()
+    # a file that parses but holds a non-finite coordinate
+    lines = ["x", "1.0", "4 0 0", "0 4 0", "0 0 4", "Li O", "1 1", "direct", "nan 0 0", "0.5 0.5 0.5"]
+    (tmp_path / "POSCAR_nan").write_text("\n".join(lines) + "\n")
+    cfg["start_structures"] = [{"path": "POSCAR_nan"}]
+    with pytest.raises(ConfigError, match=r"start_structures\.0: .*(non-finite|nan)"):
+        prepare(save_config(tmp_path, cfg), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
 
 
 def test_labeler_option_typo_fails_when_the_config_is_read(tmp_path, make_config, save_config):
