@@ -109,10 +109,11 @@ def open_store(
 ) -> FrameStore:
     """Open the store of a StoreConfig, a store YAML, a store directory or a campaign directory.
 
-    Use as ``with open_store(path) as store: ...``. ``create=False``: an embedded store must already exist
-    (read commands). ``read_only``: True never writes (queries); False requires a writable store and fails at
-    once otherwise (call it so before spending compute); None (default) detects a read-only embedded store
-    and lets it serve queries, its writes failing in one line. Raises StoreError/ConfigError with one line.
+    Use as ``with open_store(path) as store: ...``. Writers use the defaults: the store is created if missing
+    and must be writable, so an unusable store fails here, before any compute is spent. Readers pass
+    ``create=False``: the store must exist, and a read-only one serves queries (its writes fail in one line).
+    ``read_only=True`` never writes; ``read_only=False`` always requires a writable store. Raises
+    StoreError/ConfigError with one line.
     """
     from mfal.store.embedded import open_embedded
 

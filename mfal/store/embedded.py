@@ -174,7 +174,8 @@ def open_embedded(cfg: StoreConfig, *, create: bool = True, read_only: bool | No
     """Open (create, repair) the embedded store of ``cfg``.
 
     ``create=False``: the store must exist (an interrupted creation is finished). ``read_only``: True never
-    writes; False requires a writable store (StoreError otherwise); None detects it.
+    writes; False requires a writable store (StoreError otherwise); None: required when ``create`` (writers
+    fail before they spend compute), detected otherwise (a read-only store serves queries).
     """
     root = Path(cfg.path).expanduser().resolve()  # type: ignore[arg-type]
     marker = root / STORE_MARKER
@@ -195,8 +196,10 @@ def open_embedded(cfg: StoreConfig, *, create: bool = True, read_only: bool | No
             raise StoreError(f"store {root}: cannot create ({probe})")
         _create_or_repair(root, cfg)
     probe = _read_only_reason(root, cfg)
-    if probe and read_only is False:
-        raise StoreError(f"store {root} is read-only ({probe}); a writable store is needed")
+    if probe and (read_only is False or (read_only is None and create)):
+        raise StoreError(
+            f"store {root} is read-only ({probe}); a writable store is needed (queries: open it read-only)"
+        )
     reason = probe or ("opened read-only" if read_only else None)
     fs = network_fs_type(root)
     if fs:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -39,3 +44,38 @@ def frames_factory(lifepo4):
         return make_frames(structure if structure is not None else lifepo4, n, **kw)
 
     return factory
+
+
+@pytest.fixture
+def unprivileged() -> list[str]:
+    """Command prefix that runs a child without root's permission overrides (root ignores chmod).
+
+    ``setpriv --bounding-set`` drops CAP_DAC_OVERRIDE/CAP_FOWNER, so the kernel enforces file permissions for
+    the child exactly as for a normal user; as a normal user no prefix is needed.
+    """
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without setpriv: cannot make a directory read-only for a child process")
+    return [setpriv, "--bounding-set=-dac_override,-dac_read_search,-fowner,-linux_immutable", "--"]
+
+
+@pytest.fixture
+def read_only_tree():
+    """``with read_only_tree(root):`` removes write permission from ``root`` and everything below, then restores."""
+
+    def chmod(root: Path, writable: bool) -> None:
+        for path in [root, *root.rglob("*")]:
+            mode = path.stat().st_mode
+            path.chmod(mode | 0o200 if writable else mode & ~0o222)
+
+    @contextlib.contextmanager
+    def make(root: Path):
+        chmod(root, writable=False)
+        try:
+            yield root
+        finally:
+            chmod(root, writable=True)
+
+    return make

@@ -104,3 +104,20 @@ def test_store_config_files_validate(tmp_path):
     bad.write_text("type: mongo\ntimeout_ms: -5\n")
     with pytest.raises(ConfigError, match=r"bad.yaml: field 'timeout_ms': Input should be greater than 0"):
         StoreConfig.from_yaml(bad)
+
+
+def test_world_readable_uri_file_is_warned_about(monkeypatch, tmp_path, caplog):
+    monkeypatch.delenv("MFAL_MONGO_URI", raising=False)
+    secret_file = tmp_path / "uri"
+    secret_file.write_text(URI + "\n")
+    cfg = StoreConfig(type="mongo", uri_file=secret_file)
+    secret_file.chmod(0o644)
+    with caplog.at_level(logging.WARNING, logger="mfal.store.config"):
+        assert cfg.resolve_uri() == URI
+    assert f"uri_file {secret_file} is accessible by other users (mode 0644)" in caplog.text
+    assert f"chmod 600 {secret_file}" in caplog.text and SECRET not in caplog.text
+    caplog.clear()
+    secret_file.chmod(0o600)
+    with caplog.at_level(logging.WARNING, logger="mfal.store.config"):
+        cfg.resolve_uri()
+    assert "accessible by other users" not in caplog.text

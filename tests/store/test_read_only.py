@@ -1,18 +1,15 @@
 """A store that cannot be written still answers queries; every write is one StoreError line naming it.
 
 Tests run as root here, and root ignores ``chmod``: the child process that opens the read-only store runs
-without CAP_DAC_OVERRIDE/CAP_FOWNER (``setpriv --bounding-set``), so the kernel enforces the permissions for it
-exactly as for a normal user. As a normal user the plain ``chmod`` is enough.
+without CAP_DAC_OVERRIDE/CAP_FOWNER (fixture ``unprivileged``: ``setpriv --bounding-set``), so the kernel
+enforces the permissions for it exactly as for a normal user.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -46,7 +43,7 @@ with open_store(sys.argv[1], create=False) as store:
             out[name] = "written"
         except StoreError as err:
             out[name] = str(err)
-for kwargs in ({"read_only": False}, {"create": True}):
+for kwargs in ({"read_only": False}, {"create": True}, {}):
     try:
         open_store(sys.argv[1] + "/../new-store" if "create" in kwargs else sys.argv[1], **kwargs).close()
         out[str(kwargs)] = "opened"
@@ -56,22 +53,9 @@ print(json.dumps(out))
 """
 
 
-def _unprivileged() -> list[str]:
-    if os.geteuid() != 0:
-        return []
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        pytest.skip("running as root without setpriv: cannot make a directory read-only for this process")
-    return [setpriv, "--bounding-set=-dac_override,-dac_read_search,-fowner,-linux_immutable", "--"]
-
-
-def _chmod_tree(root: Path, writable: bool) -> None:
-    for path in [root, *root.rglob("*")]:
-        mode = path.stat().st_mode
-        path.chmod(mode | 0o200 if writable else mode & ~0o222)
-
-
-def test_read_only_store_serves_queries_and_refuses_writes_in_one_line(tmp_path, frames_factory):
+def test_read_only_store_serves_queries_and_refuses_writes_in_one_line(
+    tmp_path, frames_factory, unprivileged, read_only_tree
+):
     parent = tmp_path / "ro"
     store_dir = parent / "store"
     frames = frames_factory(3)
@@ -82,16 +66,13 @@ def test_read_only_store_serves_queries_and_refuses_writes_in_one_line(tmp_path,
     new = tmp_path / "new.json"
     write_json(frames_factory(1, seed=9), new)
     before = sorted(str(p) for p in store_dir.rglob("*"))
-    _chmod_tree(parent, writable=False)
-    try:
+    with read_only_tree(parent):
         res = subprocess.run(
-            [*_unprivileged(), sys.executable, "-c", CHILD, str(store_dir), str(new)],
+            [*unprivileged, sys.executable, "-c", CHILD, str(store_dir), str(new)],
             capture_output=True,
             text=True,
             timeout=300,
         )
-    finally:
-        _chmod_tree(parent, writable=True)
     assert res.returncode == 0, res.stderr[-3000:]
     out = json.loads(res.stdout)
     assert out["read_only"] and out["count"] == 3 and out["hf"] == 3 and out["structure_ids"] == 3
@@ -99,8 +80,12 @@ def test_read_only_store_serves_queries_and_refuses_writes_in_one_line(tmp_path,
     for name in ("upsert", "blob_put", "round"):
         assert out[name].startswith(f"store {store_dir} is read-only ("), out[name]
         assert "cannot write" in out[name] and "\n" not in out[name]
-    assert "is read-only" in out["{'read_only': False}"] and "a writable store is needed" in out["{'read_only': False}"]
+    assert (
+        "is read-only" in out["{'read_only': False}"]
+        and "a writable store is needed" in out["{'read_only': False}"]
+    )
     assert "cannot create" in out["{'create': True}"]
+    assert "a writable store is needed" in out["{}"]  # a writer's default open fails before any compute
     assert sorted(str(p) for p in store_dir.rglob("*")) == before  # not a lock file, not a probe left behind
     with open_store(store_dir) as store:
         assert store.count() == 3 and store.read_only is None
