@@ -24,9 +24,8 @@ TEST, VAL, POOL = "test", "val", "pool"
 
 
 def structure_key(frame: FrameDoc) -> str:
-    """The structure id of a frame (the one place the join key is chosen)."""
-    sid = getattr(frame, "structure_id", None)
-    return sid or structure_fingerprint(frame.get_structure())
+    """The structure id of a frame (``FrameDoc.structure_id``; computed for frames built without validation)."""
+    return frame.structure_id or structure_fingerprint(frame.get_structure())
 
 
 def unit_hash(seed: int, key: str) -> float:
