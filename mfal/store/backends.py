@@ -18,7 +18,8 @@ from typing import Any
 from mfal.errors import ConfigError, StoreError
 from mfal.store.blobs import StoreBlobs
 from mfal.store.config import StoreConfig, redact_uri, resolve_store_config
-from mfal.store.frames import FRAME_INDEXES, FrameStore
+from mfal.store.frames import FrameStore
+from mfal.store.records import FRAME_INDEXES
 
 logger = logging.getLogger(__name__)
 

@@ -24,106 +24,23 @@ from mfal.errors import StoreError
 from mfal.store.blobs import BlobBackend, check_key, sha256_hex, verified
 from mfal.store.docs import FrameDoc, RoundDoc
 from mfal.store.locking import WriteLock, is_read_only_error, network_fs_type, retry_locked
+from mfal.store.records import (
+    FRAME_INDEXES,
+    MAX_DOC_BYTES,
+    bad_key,
+    criteria,
+    doc_size,
+    first_lines,
+    frame_to_doc,
+)
 
 __all__ = ["FRAME_INDEXES", "MAX_DOC_BYTES", "FrameStore", "network_fs_type"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: MongoDB's BSON document size limit (bytes)
-MAX_DOC_BYTES = 16 * 1024 * 1024
-#: indexed FrameDoc fields (``_id`` = frame_id is unique by construction)
-FRAME_INDEXES = ("frame_id", "structure_id", "fidelity", "status", "round", "elements", "source", "campaign")
 #: frames written per store call (bounds memory and the size of one sqlite transaction)
 WRITE_CHUNK = 500
-
-
-def _bad_key(obj: Any, path: str = "") -> str | None:
-    """Path of the first dict key containing '.' or starting with '$' (MongoDB/montydb reject them)."""
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            here = f"{path}/{k}" if path else str(k)
-            if not isinstance(k, str) or "." in k or k.startswith("$"):
-                return here
-            found = _bad_key(v, here)
-            if found:
-                return found
-    elif isinstance(obj, list):
-        for i, v in enumerate(obj[:1000]):
-            found = _bad_key(v, f"{path}[{i}]")
-            if found:
-                return found
-    return None
-
-
-def _doc_size(doc: dict) -> int:
-    import bson
-
-    return len(bson.encode(doc))
-
-
-def _first_lines(err: Exception) -> str:
-    return " ".join(m.strip() for m in str(err).splitlines()[:3])
-
-
-def frame_to_doc(frame: Any, i: int) -> dict:
-    """Validated store document of a FrameDoc (or dict); StoreError naming the frame on any problem."""
-    try:
-        data = frame.model_dump() if isinstance(frame, FrameDoc) else frame
-        doc_model = FrameDoc.model_validate(data)  # again: pydantic does not validate attribute assignment
-    except (ValidationError, ValueError, TypeError) as err:
-        fid = getattr(frame, "frame_id", None) or (frame.get("frame_id") if isinstance(frame, dict) else None)
-        raise StoreError(
-            f"frame #{i} ({fid or 'no frame_id'}) failed validation: {_first_lines(err)}"
-        ) from err
-    doc = doc_model.model_dump(mode="json")
-    bad = _bad_key(doc)
-    if bad:
-        raise StoreError(f"frame {doc['frame_id']}: key {bad!r} contains '.' or starts with '$'")
-    doc["_id"] = doc["frame_id"]
-    size = _doc_size(doc)
-    if size > MAX_DOC_BYTES:
-        raise StoreError(
-            f"frame {doc['frame_id']}: document is {size / 2**20:.1f} MB, above MongoDB's 16 MB limit"
-        )
-    return doc
-
-
-def criteria(
-    *,
-    fidelity: str | Sequence[str] | None = None,
-    status: str | Sequence[str] | None = None,
-    round: int | Sequence[int] | None = None,  # noqa: A002 - mirrors the FrameDoc field
-    elements: str | Sequence[str] | None = None,
-    source: str | Sequence[str] | None = None,
-    campaign: str | Sequence[str] | None = None,
-    frame_ids: Iterable[str] | None = None,
-    structure_id: str | Iterable[str] | None = None,
-) -> dict[str, Any]:
-    """Mongo filter from query arguments; a sequence means "any of"; ``elements`` means "all present"."""
-
-    def any_of(v: Any) -> Any:
-        return v if isinstance(v, str | int) else {"$in": list(v)}
-
-    crit: dict[str, Any] = {}
-    for name, value in (
-        ("fidelity", fidelity),
-        ("status", status),
-        ("round", round),
-        ("source", source),
-        ("campaign", campaign),
-        ("structure_id", structure_id),
-    ):
-        if value is not None:
-            crit[name] = any_of(value)
-    if elements is not None:
-        els = [e.strip() for e in elements.split(",")] if isinstance(elements, str) else list(elements)
-        els = [e for e in els if e]
-        if els:
-            crit["elements"] = {"$all": sorted(set(els))}
-    if frame_ids is not None:
-        crit["_id"] = {"$in": sorted(set(frame_ids))}
-    return crit
 
 
 class FrameStore:
@@ -250,7 +167,7 @@ class FrameStore:
             except ValidationError as err:
                 fid = d.get("frame_id")
                 raise StoreError(
-                    f"{self.location}: stored frame {fid} is invalid: {_first_lines(err)}"
+                    f"{self.location}: stored frame {fid} is invalid: {first_lines(err)}"
                 ) from err
         return out
 
@@ -320,13 +237,13 @@ class FrameStore:
         try:
             doc = RoundDoc.model_validate(doc.model_dump() if isinstance(doc, RoundDoc) else doc)
         except ValidationError as err:
-            raise StoreError(f"round document failed validation: {_first_lines(err)}") from err
+            raise StoreError(f"round document failed validation: {first_lines(err)}") from err
         data = doc.model_dump(mode="json")
-        bad = _bad_key(data)
+        bad = bad_key(data)
         if bad:
             raise StoreError(f"round {doc.campaign}:{doc.round}: key {bad!r} contains '.' or starts with '$'")
         data["_id"] = f"{doc.campaign}:{doc.round}"
-        if _doc_size(data) > MAX_DOC_BYTES:
+        if doc_size(data) > MAX_DOC_BYTES:
             raise StoreError(f"round {data['_id']}: document above MongoDB's 16 MB limit")
         with self._writing(f"write round {data['_id']}"):
             self._call(lambda: self._rounds.update([data], key="_id"), f"upsert round {data['_id']}")
@@ -340,7 +257,7 @@ class FrameStore:
             try:
                 out.append(RoundDoc.model_validate(d))
             except ValidationError as err:
-                raise StoreError(f"{self.location}: stored round is invalid: {_first_lines(err)}") from err
+                raise StoreError(f"{self.location}: stored round is invalid: {first_lines(err)}") from err
         return sorted(out, key=lambda r: (r.campaign, r.round))
 
     # -- blobs ---------------------------------------------------------------------------------------------
