@@ -4,6 +4,7 @@ no compute is spent when the config, a device, a start structure, a labeler sett
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -135,8 +136,20 @@ def prepare(
             check_devices(cfg.with_options(options), config_path)
         return cfg
     validate(cfg, config_path, cd.root, options, devices=check_devices_here)
+    created = not cd.root.exists()
     cd.root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(cd.config_path, yaml.safe_dump(dumped, sort_keys=False))
+    try:
+        from mfal.store import open_store
+
+        with open_store(cd.root):  # the campaign's own store opens (and is created) before any work
+            pass
+    except BaseException:
+        if created:
+            shutil.rmtree(cd.root, ignore_errors=True)
+        else:
+            cd.config_path.unlink(missing_ok=True)
+        raise
     if not cd.state_path.is_file():
         cd.save_state(CampaignState(campaign=cfg.name, spent={f: 0.0 for f in cfg.fidelities.names}))
     return cfg
