@@ -35,6 +35,16 @@ def _size_ticks(ax, sizes) -> None:
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
+def _save(fig, path: Path) -> Path:
+    """Write ``fig`` as a PNG (110 dpi) and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def make_figures(result: dict[str, Any], out_dir: str | Path, prefix: str = "science") -> list[Path]:
     """Learning curves, ablation bars and AL vs random as PNGs in ``out_dir``; returns the paths."""
     import matplotlib
@@ -67,11 +77,7 @@ def make_figures(result: dict[str, Any], out_dir: str | Path, prefix: str = "sci
                 ax.set_ylabel(UNITS[key])
                 ax.set_title(f"{start} start{tag}", fontsize=9)
                 ax.legend(fontsize=8)
-        fig.tight_layout()
-        p = out / f"{prefix}_learning_curves.png"
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        paths.append(p)
+        paths.append(_save(fig, out / f"{prefix}_learning_curves.png"))
 
     # ablation bars at the ablation sizes
     abl = result["config"].get("ablation_sizes") or []
@@ -95,11 +101,7 @@ def make_figures(result: dict[str, Any], out_dir: str | Path, prefix: str = "sci
             ax.set_ylabel(UNITS["f_mae_mev_ang"])
             ax.set_title(f"ablation, {n} HF frames, {start} start{tag}", fontsize=9)
             ax.tick_params(axis="x", rotation=45)
-        fig.tight_layout()
-        p = out / f"{prefix}_ablation.png"
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        paths.append(p)
+        paths.append(_save(fig, out / f"{prefix}_ablation.png"))
 
     # AL vs random
     if result.get("al_curve"):
@@ -129,11 +131,7 @@ def make_figures(result: dict[str, Any], out_dir: str | Path, prefix: str = "sci
         ax.set_ylabel(UNITS["f_mae_mev_ang"])
         ax.set_title(f"AL vs random ({result['config']['al']['start']} start){tag}", fontsize=9)
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        p = out / f"{prefix}_al_vs_random.png"
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        paths.append(p)
+        paths.append(_save(fig, out / f"{prefix}_al_vs_random.png"))
     return paths
 
 
