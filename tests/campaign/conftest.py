@@ -75,3 +75,26 @@ def make_config():
 def save_config():
     """``save_config(tmp, cfg, name) -> Path``."""
     return write_config
+
+
+def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
+    """Run the real CLI entry point (``flows.cli.main``) in-process; returns (exit code, stdout, stderr)."""
+    import sys
+
+    from flows.cli import main
+
+    old = sys.argv
+    sys.argv = ["mfal", *argv]
+    try:
+        with pytest.raises(SystemExit) as exc:
+            main()
+    finally:
+        sys.argv = old
+    out = capsys.readouterr()
+    return int(exc.value.code or 0), out.out, out.err
+
+
+@pytest.fixture
+def mfal_cli(capsys):
+    """``mfal_cli(argv) -> (exit code, stdout, stderr)`` of the real CLI run in-process."""
+    return lambda argv: run_cli(argv, capsys)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -10,21 +9,6 @@ import yaml
 
 from mfal.campaign.config import load_config
 from mfal.errors import ConfigError
-
-
-def _mfal(argv: list[str], capsys) -> tuple[int, str, str]:
-    """Run the real CLI entry point in-process; returns (exit code, stdout, stderr)."""
-    from flows.cli import main
-
-    old = sys.argv
-    sys.argv = ["mfal", *argv]
-    try:
-        with pytest.raises(SystemExit) as exc:
-            main()
-    finally:
-        sys.argv = old
-    out = capsys.readouterr()
-    return int(exc.value.code or 0), out.out, out.err
 
 
 def test_demo_configs_are_valid():
@@ -52,12 +36,12 @@ def test_demo_configs_are_valid():
         (lambda c: c["ensemble"].update(k=2), r"field ensemble\.k: .*greater than or equal to 3"),
     ],
 )
-def test_bad_config_one_line_nothing_run(tmp_path, capsys, mutate, expected, make_config, save_config):
+def test_bad_config_one_line_nothing_run(tmp_path, mfal_cli, mutate, expected, make_config, save_config):
     cfg = make_config(tmp_path)
     mutate(cfg)
     path = save_config(tmp_path, cfg, "bad.yaml")
     run_dir = tmp_path / "run"
-    code, out, err = _mfal(["run", str(path), "--dir", str(run_dir), "-q"], capsys)
+    code, out, err = mfal_cli(["run", str(path), "--dir", str(run_dir), "-q"])
     assert code == 2  # the CLI error contract: exit 2 for config errors
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
@@ -68,13 +52,13 @@ def test_bad_config_one_line_nothing_run(tmp_path, capsys, mutate, expected, mak
     assert not run_dir.exists()
 
 
-def test_python_object_tag_is_refused(tmp_path, capsys, make_config):
+def test_python_object_tag_is_refused(tmp_path, mfal_cli, make_config):
     path = tmp_path / "evil.yaml"
     text = yaml.safe_dump(make_config(tmp_path), sort_keys=False)
     path.write_text(
         text + "extra: !!python/object/apply:os.system ['touch " + str(tmp_path / "pwned") + "']\n"
     )
-    code, _, err = _mfal(["run", str(path), "--dir", str(tmp_path / "run")], capsys)
+    code, _, err = mfal_cli(["run", str(path), "--dir", str(tmp_path / "run")])
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "python/" in err and "line " in err
     assert not (tmp_path / "pwned").exists() and not (tmp_path / "run").exists()

@@ -9,21 +9,6 @@ from mfal.campaign.prepare import prepare
 from mfal.errors import ConfigError, MfalError
 
 
-def _cli(argv: list[str], capsys) -> tuple[int, str]:
-    import sys
-
-    from flows.cli import main
-
-    old = sys.argv
-    sys.argv = ["mfal", *argv]
-    try:
-        with pytest.raises(SystemExit) as exc:
-            main()
-    finally:
-        sys.argv = old
-    return int(exc.value.code or 0), capsys.readouterr().err
-
-
 @pytest.mark.parametrize(
     ("mutate", "field"),
     [
@@ -31,11 +16,11 @@ def _cli(argv: list[str], capsys) -> tuple[int, str]:
         (lambda c: c["train"].update(device="banana"), r"train\.device: .*'banana' not in"),
     ],
 )
-def test_bad_device_name_fails_when_the_config_is_read(tmp_path, capsys, make_config, save_config, mutate, field):
+def test_bad_device_name_fails_when_the_config_is_read(tmp_path, mfal_cli, make_config, save_config, mutate, field):
     cfg = make_config(tmp_path)
     mutate(cfg)
     path = save_config(tmp_path, cfg, "bad.yaml")
-    code, err = _cli(["run", str(path), "--dir", str(tmp_path / "run"), "-q"], capsys)
+    code, _, err = mfal_cli(["run", str(path), "--dir", str(tmp_path / "run"), "-q"])
     assert code == 2 and len(err.strip().splitlines()) == 1
     import re
 
@@ -104,13 +89,13 @@ def test_unreachable_store_fails_before_the_run_dir(tmp_path, monkeypatch, make_
     assert not (tmp_path / "run").exists()
 
 
-def test_truncated_state_json_is_one_line_for_status_and_run(tmp_path, capsys, make_config, save_config):
+def test_truncated_state_json_is_one_line_for_status_and_run(tmp_path, mfal_cli, make_config, save_config):
     path = save_config(tmp_path, make_config(tmp_path))
     run = tmp_path / "run"
     prepare(path, run)
     (run / "state.json").write_text('{"campaign": "tiny", "sta')
     for argv in (["status", "--dir", str(run)], ["run", str(path), "--dir", str(run), "-q"]):
-        code, err = _cli(argv, capsys)
+        code, _, err = mfal_cli(argv)
         assert code == 1, err
         lines = err.strip().splitlines()
         assert len(lines) == 1 and "state.json" in lines[0] and "invalid JSON" in lines[0], err
