@@ -11,14 +11,9 @@ from typing import Any
 from mfal.campaign.artifacts import CheckpointRef, RoundDir
 from mfal.campaign.config import CampaignConfig, load_config
 from mfal.campaign.state import CampaignDir, CampaignState
-from mfal.errors import MfalError
 from mfal.fidelity import Fidelities
 from mfal.label.config import REF_ATOMS
 from mfal.runopts import RunOptions
-
-
-class CampaignStopped(MfalError):
-    """The campaign stopped on a guard (e.g. too many failed labels); the message gives the reason."""
 
 
 class Campaign:
