@@ -122,6 +122,29 @@ def test_exclude_skips_already_labeled():
     assert 1 not in sel["lf"] and 0 in sel["lf"]
 
 
+def test_selection_takes_the_fidelity_names_from_the_config():
+    """Any names, any number of fidelities: the last is the target, every cheaper one gets the paired picks."""
+    win = {"lo": 0.05, "hi": 1.0, "max_per_round": 2}
+    policy = SelectionPolicy.model_validate({"pbe": win, "pbeu": win, "hse": {**win, "max_per_round": 1}})
+    assert sorted(policy.windows) == ["hse", "pbe", "pbeu"]
+    assert policy.model_dump()["hse"]["max_per_round"] == 1  # YAML shape kept: windows beside the options
+    s = np.array([0.9, 0.8, 0.7, 0.6])
+    names = ("pbe", "pbeu", "hse")
+    costs = {f: CostModel.from_prior(10.0, 10) for f in names}
+    sel, rep = select(
+        [10] * 4,
+        {f: {"force_std_max": s} for f in names},
+        np.eye(4),
+        policy,
+        {f: 1e9 for f in names},
+        costs,
+        fidelities=names,
+    )
+    assert sel["hse"] == [0]
+    assert sel["pbeu"][0] == 0 and sel["pbe"][0] == 0  # paired with the target pick
+    assert set(rep["fidelities"]) == set(names)
+
+
 def test_cost_model_learns_from_records():
     m = CostModel.from_prior(280.0, 28)  # 10 core-s/atom
     assert m.predict(28) == pytest.approx(280.0)
