@@ -117,7 +117,7 @@ class FrameDataset:
     ) -> FrameDataset:
         """Check ``frames`` and convert them to graphs with ``model.graphs`` (raises DataError naming bad frames).
 
-        Moments on a fidelity outside ``magnetic_fidelities`` (default: the model's, else ("hf",)) are ignored.
+        Moments on a fidelity outside ``magnetic_fidelities`` (default: the model's, else ``mfal.fidelity.MAGNETIC_FIDELITIES``) are ignored.
         """
         import torch
 

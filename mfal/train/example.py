@@ -15,6 +15,7 @@ import numpy as np
 from pymatgen.core import Structure
 
 from mfal.errors import ConfigError
+from mfal.fidelity import DEFAULT
 from mfal.store.docs import FrameDoc
 
 BUILTIN = {"lifepo4_teacher": "lifepo4_teacher.extxyz"}
@@ -45,7 +46,8 @@ def make_lifepo4_teacher_frames(n_lf: int = 48, n_hf: int = 24, *, seed: int = 0
         raise ConfigError(f"n_hf={n_hf} must be between 0 and n_lf={n_lf}")
     structures = perturbed_lifepo4(n_lf, seed=seed)
     labeler = TeacherLabeler()
-    frames = labeler.label(structures, "lf") + labeler.label(structures[:n_hf], "hf")
+    fids = DEFAULT  # the built-in set is labeled at the default names (LF index 1, HF index 2)
+    frames = labeler.label(structures, fids.low) + labeler.label(structures[:n_hf], fids.high)
     return [f for f in frames if f.status == "ok"]
 
 
