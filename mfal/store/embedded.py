@@ -70,13 +70,18 @@ class MfalMontyStore(MontyStore):
 
     def update(self, docs: list[dict] | dict, key: list | str | None = None) -> None:
         """Upsert by ``_id``: new documents in one ``insert_many`` (one sqlite transaction), others replaced."""
-        from monty.json import jsanitize
-
         docs = [docs] if isinstance(docs, dict) else list(docs)
         if (key or self.key) != "_id":
             super().update(docs, key=key)
             return
-        docs = [jsanitize(d, allow_bson=True) for d in docs]
+        from montydb.errors import DuplicateKeyError
+
+        # (no jsanitize: FrameStore passes JSON-mode dumps, and montydb encodes them with BSON)
+        try:  # the common case, all new: one key scan and one transaction
+            self._collection.insert_many(docs)
+            return
+        except (DuplicateKeyError, sqlite3.IntegrityError):  # none or only earlier docs written: redone below
+            pass
         ids = [d["_id"] for d in docs]
         present = {d["_id"] for d in self._collection.find({"_id": {"$in": ids}}, {"_id": 1})}
         fresh = [d for d in docs if d["_id"] not in present]

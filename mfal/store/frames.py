@@ -137,24 +137,20 @@ class FrameStore:
         if not docs:
             return 0
         ids = list(docs)
-        new = 0
         with self._writing(f"write {len(ids)} frames"):
-            for start in range(0, len(ids), WRITE_CHUNK):
-                chunk = ids[start : start + WRITE_CHUNK]
-                existing = {d["_id"]: d for d in self._query(self._frames, {"_id": {"$in": chunk}})}
-                to_write = []
-                for fid in chunk:
-                    doc, old = docs[fid], existing.get(fid)
-                    if old is not None:
-                        doc["created_at"] = old.get("created_at", doc["created_at"])  # first time stored
-                        if doc == old:
-                            continue  # identical re-upserts write nothing
-                    to_write.append(doc)
-                if to_write:
-                    self._call(
-                        lambda w=to_write: self._frames.update(w, key="_id"), f"write {len(to_write)} frames"
-                    )
-                new += len(chunk) - len(existing)
+            existing = {d["_id"]: d for d in self._query(self._frames, {"_id": {"$in": ids}})}  # one scan
+            to_write = []
+            for fid in ids:
+                doc, old = docs[fid], existing.get(fid)
+                if old is not None:
+                    doc["created_at"] = old.get("created_at", doc["created_at"])  # first time stored
+                    if doc == old:
+                        continue  # identical re-upserts write nothing
+                to_write.append(doc)
+            for start in range(0, len(to_write), WRITE_CHUNK):
+                part = to_write[start : start + WRITE_CHUNK]
+                self._call(lambda p=part: self._frames.update(p, key="_id"), f"write {len(part)} frames")
+        new = len(docs) - len(existing)
         logger.info("%s: upserted %d frames (%d new)", self.location, len(docs), new)
         return new
 

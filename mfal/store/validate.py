@@ -66,14 +66,16 @@ def validate_structure(structure: Any, where: str) -> None:
         raise DataError(
             f"{where}: lattice is singular (volume {volume:.3g} Å³); expected three independent vectors"
         )
-    check_finite(structure.frac_coords, "fractional coordinates", where)
-    check_finite(structure.cart_coords, "Cartesian coordinates", where)
+    frac = structure.frac_coords
+    check_finite(frac, "fractional coordinates", where)
+    check_finite(frac @ matrix, "Cartesian coordinates", where)
     for i, site in enumerate(structure):
-        if not site.is_ordered:
+        species = site.species
+        if len(species) != 1 or next(iter(species.values())) != 1:
             raise DataError(
                 f"{where}: site {i} is disordered ({site.species_string}); expected one element per site"
             )
-        sp = site.specie
+        sp = next(iter(species))
         if isinstance(sp, DummySpecies) or getattr(sp, "Z", 0) < 1:
             raise DataError(f"{where}: site {i} has unknown element symbol {str(sp.symbol)!r}")
     for name, values in structure.site_properties.items():
