@@ -27,6 +27,27 @@ CAMPAIGN_FILE = "campaign.yaml"
 STORE_SUBDIR = "store"
 
 
+def load_yaml(path: Path, what: str) -> Any:
+    """``yaml.safe_load`` of ``path``; an unreadable, binary, oversized or invalid file is one ConfigError line."""
+    from mfal.fileio import MAX_READ_BYTES
+
+    try:
+        size = path.stat().st_size
+        if size > MAX_READ_BYTES:
+            raise ConfigError(
+                f"{path}: {size / 2**20:.0f} MiB is too big for a {what} (limit {MAX_READ_BYTES >> 20} MiB)"
+            )
+        text = path.read_bytes().decode("utf-8")
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read {what} ({err.strerror})") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not a text YAML file (binary content at byte {err.start})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
+
+
 class StoreConfig(BaseModel):
     """Where frames, rounds and blobs live: embedded (montydb/sqlite dir), mongo (MongoDB + GridFS) or memory."""
 
@@ -57,12 +78,7 @@ class StoreConfig(BaseModel):
     def from_yaml(cls, path: str | Path) -> StoreConfig:
         """Load a store YAML (``yaml.safe_load``); a relative ``path``/``uri_file`` is taken relative to it."""
         path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except OSError as err:
-            raise ConfigError(f"{path}: cannot read store config ({err.strerror})") from err
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML ({err})") from err
+        data = load_yaml(path, "store config")
         if isinstance(data, dict) and isinstance(data.get("store"), dict):
             data = data["store"]
         return cls.from_mapping(data, base=path.parent, where=str(path))
@@ -155,10 +171,7 @@ def campaign_store_config(campaign_dir: str | Path) -> StoreConfig:
     cfile = d / CAMPAIGN_FILE
     section: Any = None
     if cfile.is_file():
-        try:
-            data = yaml.safe_load(cfile.read_text())
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{cfile}: not valid YAML ({err})") from err
+        data = load_yaml(cfile, "campaign config")
         section = data.get("store") if isinstance(data, dict) else None
     if isinstance(section, str):
         return StoreConfig.from_yaml(d / section)

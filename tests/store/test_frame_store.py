@@ -186,3 +186,17 @@ def test_campaign_yaml_store_section(tmp_path, frames_factory):
         s.upsert_frames(frames_factory(1))
     with open_store(campaign, create=False) as s:
         assert s.count() == 1
+
+
+def test_binary_or_invalid_store_and_campaign_yaml_is_one_config_error(tmp_path):
+    bad = tmp_path / "store.yaml"
+    bad.write_bytes(b"\x00\xff\xfe binary")
+    with pytest.raises(ConfigError, match=r"store.yaml: not a text YAML file") as err:
+        open_store(bad)
+    assert "\n" not in str(err.value)
+    campaign = tmp_path / "camp"
+    campaign.mkdir()
+    (campaign / "campaign.yaml").write_text("store: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"campaign.yaml: not valid YAML") as err:
+        open_store(campaign)
+    assert "\n" not in str(err.value)
