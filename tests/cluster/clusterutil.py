@@ -35,7 +35,7 @@ def write_smoke(path: Path, **kw) -> Path:
 def fw_states(fw: SimpleNamespace, *workers: Path, timeout: float = 300) -> list[dict]:
     """Launch everything READY (in one process, worker by worker) and return the Fireworks' states."""
     p = run([sys.executable, Path(__file__).parent / "fw_rapidfire.py", fw.launchpad, *workers], env=fw.env,
-            timeout=timeout)
+            cwd=fw.dir, timeout=timeout)  # rapidfire makes its launcher_* directories in the working directory
     assert p.returncode == 0, p.stderr[-3000:]
     return json.loads(p.stdout.strip().splitlines()[-1])
 
