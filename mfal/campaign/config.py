@@ -17,8 +17,8 @@ from mfal.explore.config import ExploreConfig, StartStructure
 from mfal.fidelity import Fidelities
 from mfal.label.config import LabelerSpec
 from mfal.runopts import RunOptions, check_device_name
+from mfal.train.config import TrainConfig
 from mfal.train.ensemble import EnsembleConfig
-from mfal.train.trainer import TrainConfig
 
 
 class _Strict(BaseModel):

@@ -120,3 +120,28 @@ def test_round_doc_from_artifacts(lifepo4):
         "t", 0, state="running", fidelities=FIDS, candidates=None, scores=None, selection=None, frames=[], wall_time={}
     )
     assert empty.n_candidates == 0 and empty.fidelities["hf"].uncertainty_mean is None
+
+
+def test_uncertainty_vs_error_joins_by_structure_id(lifepo4):
+    """Calibration pairs: a labeled frame meets its candidate's score by structure id; failed frames, other
+    fidelities and structures that were not scored are left out."""
+    from mfal.campaign.evaluate import calibration, uncertainty_vs_error
+
+    n = len(lifepo4)
+    other = lifepo4.copy()
+    other.translate_sites([0], [0.05, 0.0, 0.0])
+    ok = FrameDoc.from_structure(
+        lifepo4, fidelity="hf", source="teacher", energy=-1.0, forces=[[0.0, 0.0, 0.5]] * n, campaign="t", round=1
+    )
+    unscored = FrameDoc.from_structure(
+        other, fidelity="hf", source="teacher", energy=-1.0, forces=[[0.0, 0.0, 0.0]] * n, campaign="t", round=1
+    )
+    lf = FrameDoc.from_structure(
+        lifepo4, fidelity="lf", source="teacher", energy=-1.0, forces=[[0.0, 0.0, 0.0]] * n, campaign="t", round=1
+    )
+    fs = FidelityScores(scores={"force_std_max": [0.2]}, energy=[-1.0], forces=[[[0.0, 0.0, 0.0]] * n])
+    scores = RoundScores(model=["a" * 64], ids=[ok.structure_id], fidelities={"lf": fs, "hf": fs})
+    std, err = uncertainty_vs_error(scores, [ok, unscored, lf], "hf")
+    assert std == [0.2] and err == [pytest.approx(0.5)]
+    assert uncertainty_vs_error(RoundScores(model=None), [ok], "hf") == ([], [])
+    assert calibration(scores, [ok], ("lf", "hf")) == {"lf": None, "hf": None}  # < 3 pairs: no ρ
