@@ -113,3 +113,22 @@ def test_dry_run_routes_the_campaign_s_cuda_jobs_to_the_gpu_queue(tmp_path):
     assert "step template [gpu] for jobs created at run time named like ['explore', 'score', 'evaluate']" in p.stdout
     assert "one at a time" in p.stderr  # the embedded store's single-writer default is announced
     assert not run_dir.exists()
+
+
+def test_the_campaign_round_s_cuda_steps_go_to_the_gpu_queue(tmp_path):
+    """The README's `--device cuda` example: the round's explore/score/evaluate jobs carry device=cuda in their
+    RunOptions and used to be routed to the CPU default queue; now they land on a queue with GPUs."""
+    from flows.campaign import campaign_flow
+    from flows.submit.graph import iter_jobs
+
+    flow = campaign_flow(REPO / "configs/demo.yaml", tmp_path / "run", options=RunOptions(device="cuda"))
+    (first,) = list(iter_jobs(flow))
+    store = JobStore(MemoryStore())
+    store.connect()
+    jobs = list(iter_jobs(first.run(store).replace))  # the round's steps, as created at run time
+    cl = load_cluster_config(HPC)
+    queues = {j.name: route(j.name, cl, job_device_for(j.name, job_device(j), cl, "cuda"))[0] for j in jobs}
+    assert queues["explore r0"] == queues["score r0"] == queues["evaluate r0"] == "gpu"
+    assert queues["train ensemble r0"] == "train" and queues["label hf r0"] == queues["label lf r0"] == "label"
+    assert queues["select r0"] == queues["decide r0"] == "default"
+    assert job_device(next(j for j in jobs if j.name == "explore r0")) == "cuda"
