@@ -1,8 +1,10 @@
 """Training-data store: FrameDoc/RoundDoc documents, a FrameStore on maggma stores, extxyz/JSON export.
 
-Modules: ``docs`` (FrameDoc, RoundDoc), ``validate`` (what a usable structure/label is), ``frames``
-(FrameStore on maggma's Store API), ``backends`` (open_store: embedded, mongo, memory), ``embedded``
-(montydb/sqlite specifics), ``locking``, ``blobs``, ``config``, ``extxyz``, ``jsonio``, ``importer``.
+Modules: ``docs`` (FrameDoc, RoundDoc), ``validate`` (what a usable structure/label is), ``records`` (store
+documents and query filters), ``frames`` (FrameStore on maggma's public Store API), ``backends`` (open_store:
+embedded, mongo, memory), ``embedded`` (the only module below maggma's API: montydb/sqlite), ``locking``
+(write lock, retries, read-only and network-FS checks), ``blobs`` (sha256-checked blobs), ``config``,
+``extxyz``, ``jsonio``, ``importer``.
 Heavy backends (maggma, montydb, pymongo) are imported when a store is opened.
 """
 
