@@ -79,7 +79,7 @@ def open_mongo(cfg: StoreConfig, read_only: bool | None = None) -> FrameStore:
     try:
         frames = _Mongo(collection_name=cfg.frames, key="_id", **common)
         rounds = _Mongo(collection_name=cfg.rounds, key="_id", **common)
-        blobs = _GridFS(collection_name=cfg.blobs, key="key", **common)
+        blobs = _GridFS(collection_name=cfg.blobs, key="key", compression=True, **common)  # base64 -> zlib
     except Exception as err:  # pymongo.errors.InvalidURI, ConfigurationError, ValueError
         raise ConfigError(f"mongo store: invalid URI from {origin}: {redact_uri(str(err), uri)}") from None
     try:
