@@ -179,7 +179,7 @@ def open_embedded(cfg: StoreConfig, *, create: bool = True, read_only: bool | No
     """Open (create, repair) the embedded store of ``cfg``.
 
     ``create=False``: the store must exist (an interrupted creation is finished). ``read_only``: True never
-    writes; False requires a writable store (StoreError otherwise); None: required when ``create`` (writers
+    writes data (only a probe file is made and removed); False requires a writable store (StoreError otherwise); None: required when ``create`` (writers
     fail before they spend compute), detected otherwise (a read-only store serves queries).
     """
     root = Path(cfg.path).expanduser().resolve()  # type: ignore[arg-type]
@@ -220,8 +220,13 @@ def open_embedded(cfg: StoreConfig, *, create: bool = True, read_only: bool | No
         )
         for name, coll in (("frames", cfg.frames), ("rounds", cfg.rounds))
     }
-    for store in stores.values():
-        retry_locked(store.connect, f"{root}: connect")
+    try:
+        for store in stores.values():
+            retry_locked(store.connect, f"{root}: connect")
+    except StoreError:
+        raise
+    except Exception as err:  # montydb's own errors (a damaged config file, ...)
+        raise StoreError(f"store {root}: cannot open ({type(err).__name__}: {err})") from None
     lock = WriteLock(root, cfg.lock_timeout, read_only=reason)
     store = FrameStore(
         stores["frames"],
@@ -231,7 +236,11 @@ def open_embedded(cfg: StoreConfig, *, create: bool = True, read_only: bool | No
         location=str(root),
         write_lock=lock,
     )
-    _upgrade(store, marker)
+    try:
+        _upgrade(store, marker)
+    except BaseException:
+        store.close()
+        raise
     return store
 
 
