@@ -8,10 +8,12 @@ A moment per site is ``|m|`` × sign:
   octahedral high spin: Fe2+ 4, Fe3+ 5, Mn2+ 5, Mn3+ 4, Co2+ 3 μB); else the labeler's per-element table
   (VASP: Fe 5, Mn 5, others 0.6 as in MP; CP2K: Fe 4, Mn 5, others 0);
 - sign: the collinear ``ordering`` of the magnetic sites (transition metals, lanthanides and actinides with
-  |m| > 0): ``fm`` all up; ``afm`` alternating in site order; ``afm-a``/``afm-b``/``afm-c`` a layered sublattice
-  AFM (up in the lower half of the cell along that axis, down in the upper half: for olivine LiFePO4 ``afm-a``
-  pairs the Fe sites as in its AFM ground state); or an explicit sign string such as ``+-+-`` (one character per
-  magnetic site, in site order). Signs of a ``magmom`` site property are kept.
+  |m| > 0): ``fm`` all up; ``afm`` alternating in site order (the CP2K recipe's LiFePO4 AFM start);
+  ``afm-a``/``afm-b``/``afm-c`` a layered sublattice AFM (up where the fractional coordinate along that axis is
+  < 0.5, down elsewhere; origin-dependent: check it with :func:`mfal.label.inputs.write_inputs`); or an explicit
+  sign string such as ``+-+-`` (one character per magnetic site, in site order). Signs of a ``magmom`` site
+  property are kept. Not yet: symmetry-distinct orderings from pymatgen's ``MagneticStructureEnumerator`` (needs
+  enumlib's ``enum.x``, not installed here).
 
 :func:`initial_moments` returns the moments and a record (``ordering``, ``magmom_source``) for ``FrameDoc.calc``.
 """
@@ -183,7 +185,7 @@ def with_initial_magmoms(
 
 
 def summary(moments: Sequence[float] | None) -> str:
-    """One-line MAGMOM summary, e.g. ``Fe +4 -4 +4 -4`` style compressed as ``4*0 2*4.0 ...`` (VASP notation)."""
+    """One-line moment list (μB) with runs compressed VASP-style, e.g. ``4*0 4 -4 4 -4 20*0``; None -> ``none``."""
     if moments is None:
         return "none"
     parts: list[str] = []

@@ -21,8 +21,6 @@ pytestmark = [pytest.mark.cp2k, pytest.mark.timeout(3600)]
 REPO = Path(__file__).resolve().parents[2]
 
 
-
-
 def feo_afm(a0: float = 4.33) -> Structure:
     """Rock-salt FeO, 4-atom rhombohedral AFM-II cell (Fe moments alternate along [111])."""
     lat = Lattice([[a0, a0 / 2, a0 / 2], [a0 / 2, a0, a0 / 2], [a0 / 2, a0 / 2, a0]])

@@ -30,8 +30,6 @@ from mfal.label.cp2k_io import HA_TO_EV, parse_cp2k_output
 REPO = Path(__file__).resolve().parents[2]
 
 
-
-
 def feo_afm(a0: float = 4.33) -> Structure:
     """Rock-salt FeO, 4-atom rhombohedral AFM-II cell (the recipe's test cell)."""
     lat = Lattice([[a0, a0 / 2, a0 / 2], [a0 / 2, a0, a0 / 2], [a0 / 2, a0 / 2, a0]])
