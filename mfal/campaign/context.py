@@ -74,7 +74,7 @@ class Campaign:
     def labeler(self, fidelity: str) -> Any:
         from mfal.label.config import build_labeler
 
-        return build_labeler(self.config.labelers[fidelity])
+        return build_labeler(self.config.labelers[fidelity], fidelities=self.config.fidelities)
 
     def cost_prior(self, fidelity: str) -> float:
         """Configured cost of one label of a 28-atom cell (core-seconds)."""

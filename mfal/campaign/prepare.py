@@ -49,7 +49,7 @@ def check_labelers(cfg: CampaignConfig, where: Path) -> None:
 
     for f in cfg.fidelities.names:
         try:
-            build_labeler(cfg.labelers[f])
+            build_labeler(cfg.labelers[f], fidelities=cfg.fidelities)
         except MfalError as err:
             raise ConfigError(f"{where}: field labelers.{f}: {err}") from None
 

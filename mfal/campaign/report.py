@@ -21,7 +21,7 @@ def campaign_status(root: str | Path) -> dict[str, Any]:
     cfg = load_config(cd.config_path)
     low, high = cfg.fidelities.low, cfg.fidelities.high
     rows = []
-    with open_store(cd.root) as store:
+    with open_store(cd.root, create=False) as store:
         rounds = {r.round: r for r in store.rounds(cfg.name)}
         counts = store.counts_by(("round", "fidelity", "status"), campaign=cfg.name)
         sources = {k[0] for k in store.counts_by(("source",), campaign=cfg.name)}
@@ -134,7 +134,7 @@ def make_report(root: str | Path, *, parity: bool = True) -> Path:
     state = cd.load_state()
     out = cd.root / "report"
     out.mkdir(exist_ok=True)
-    with open_store(cd.root) as store:
+    with open_store(cd.root, create=False) as store:
         frames = store.query_frames(campaign=cfg.name)
     surrogate = "teacher" in st["sources"]
     tag = " (surrogate teacher labels)" if surrogate else ""
