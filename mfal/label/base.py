@@ -54,26 +54,8 @@ def validate_structures(structures: Sequence[Structure], labeler: str) -> None:
 
     One-line DataError naming the labeler and the structure's position, e.g. an unknown element ``Xx``.
     """
-    try:
-        from mfal.store.validate import validate_structure
-    except ImportError:  # the store's validator not there yet: the same checks, minimal
-        validate_structure = _validate_structure
+    from mfal.store.validate import validate_structure
+
     for i, structure in enumerate(structures):
         validate_structure(structure, f"{labeler} labeler: structure {i + 1} of {len(structures)}")
 
-
-def _validate_structure(structure: Any, where: str) -> None:
-    """Sites present, finite lattice and coordinates, real element symbols (fallback of the store's check)."""
-    import numpy as np
-    from pymatgen.core import Element
-
-    from mfal.errors import DataError
-
-    if not isinstance(structure, Structure) or len(structure) == 0:
-        raise DataError(f"{where}: expected a pymatgen Structure with at least one site")
-    if not (np.all(np.isfinite(structure.lattice.matrix)) and np.all(np.isfinite(structure.frac_coords))):
-        raise DataError(f"{where}: lattice or coordinates not finite")
-    for i, site in enumerate(structure):
-        symbol = getattr(site.specie, "symbol", str(site.specie))
-        if not Element.is_valid_symbol(symbol):
-            raise DataError(f"{where}: site {i} has unknown element symbol {symbol!r}")
