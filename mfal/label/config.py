@@ -111,7 +111,12 @@ def _tag_free_locs(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
             if tag is not None and loc[:1] == (tag,):
                 loc = loc[1:]
             detail: dict[str, Any] = {"type": e["type"], "loc": loc, "input": e.get("input")}
-            if "ctx" in e:
+            if e["type"] in ("union_tag_invalid", "union_tag_not_found"):  # name the field and the kinds
+                known = ValueError(
+                    f"kind={tag!r} not in {list(KINDS)}" if tag is not None else f"kind missing: one of {list(KINDS)}"
+                )
+                detail = {"type": "value_error", "loc": (*loc, "kind"), "input": tag, "ctx": {"error": known}}
+            elif "ctx" in e:
                 detail["ctx"] = e["ctx"]
             details.append(detail)
         raise ValidationError.from_exception_data(err.title, details) from None  # type: ignore[arg-type]
