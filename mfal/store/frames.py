@@ -291,12 +291,3 @@ class FrameStore:
             with contextlib.suppress(Exception):
                 store.close()
         self._blobs.close()
-
-
-def __getattr__(name: str) -> Any:
-    """``mfal.store.frames.open_store`` (moved to :mod:`mfal.store.backends`) keeps working."""
-    if name == "open_store":
-        from mfal.store.backends import open_store
-
-        return open_store
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
