@@ -62,13 +62,18 @@ def status(
 
 
 @app.command("report")
-def report(dir: Path = typer.Option(Path("campaign"), "--dir", help="campaign directory")) -> None:
-    """PNG plots (HF MAE vs labels, uncertainty vs error, parity, selection) and a markdown summary."""
+def report(
+    dir: Path = typer.Option(Path("campaign"), "--dir", help="campaign directory"),
+    html: bool = typer.Option(
+        False, "--html", help="also write report.html: one self-contained page that reloads while the campaign runs"
+    ),
+) -> None:
+    """PNG plots (HF error vs labels and cost, calibration, parity, selection, budget) and a markdown summary."""
     import warnings
 
     from mfal.campaign.report import make_report
 
     warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
 
-    md = make_report(dir)
-    typer.echo(f"wrote {md} and its PNGs")
+    out = make_report(dir, html=html)
+    typer.echo(f"wrote {out}" + (" (open it in a browser; it reloads every 30 s while the campaign runs)" if html else " and its PNGs"))

@@ -7,6 +7,7 @@ from typing import Any
 
 from mfal.campaign.config import load_config
 from mfal.campaign.state import CampaignDir
+from mfal.fileio import atomic_write_text
 
 
 def campaign_status(root: str | Path) -> dict[str, Any]:
@@ -110,21 +111,73 @@ def status_table(st: dict[str, Any]) -> Any:
     return table
 
 
-def make_report(root: str | Path, *, parity: bool = True) -> Path:
-    """Write ``DIR/report/`` (PNGs + ``report.md``) and return the markdown path.
+def failed_frames(frames: list[Any]) -> list[dict[str, Any]]:
+    """Failed and quarantined frames, oldest round first: round, fidelity, status, reason, frame_id."""
+    rows = [
+        {"round": f.round, "fidelity": f.fidelity, "status": f.status, "reason": f.status_reason or "", "frame_id": f.frame_id}
+        for f in frames
+        if f.status != "ok"
+    ]
+    return sorted(rows, key=lambda x: (x["round"] if x["round"] is not None else -1, x["fidelity"]))
 
-    Plots: HF validation force MAE vs cumulative HF labels; predicted uncertainty vs true error of the frames
-    labeled each round; parity of the promoted ensemble per fidelity on the validation frames; HF scores of
-    the candidates per round with the picks marked.
-    """
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def _parity(cd: CampaignDir, cfg: Any, frames: list[Any], state: Any, path: Path, tag: str) -> Path | None:
+    """Parity of the promoted ensemble per fidelity on the validation frames (forces, eV/Å)."""
     import numpy as np
 
-    from mfal.campaign.evaluate import uncertainty_vs_error
+    from mfal.campaign.context import load_ensemble
+    from mfal.campaign.figures import _plt, _save
     from mfal.campaign.train import split_frames
+    from mfal.uncertainty import score_candidates
+
+    if not state.checkpoints:
+        return None
+    plt = _plt()
+    _, val = split_frames(cfg, [f for f in frames if f.status == "ok"])
+    ensemble = load_ensemble(cd.root, state.checkpoints)
+    fids = (cfg.fidelities.low, cfg.fidelities.high)
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.8))
+    for ax, fid in zip(axes, fids, strict=True):
+        fv = [f for f in val if f.fidelity == fid and f.forces is not None]
+        if fv:
+            pred = score_candidates(ensemble, [f.get_structure() for f in fv], (fid,))[fid]
+            t = np.concatenate([np.asarray(f.forces).ravel() for f in fv])
+            p = np.concatenate([np.asarray(x).ravel() for x in pred.forces])
+            lim = float(max(np.abs(t).max(), np.abs(p).max(), 1e-3)) * 1.05
+            ax.plot([-lim, lim], [-lim, lim], "k--", lw=0.8)
+            ax.scatter(t, p, s=4, alpha=0.6)
+            ax.set_xlim(-lim, lim)
+            ax.set_ylim(-lim, lim)
+            ax.set_title(f"{fid.upper()} forces, {len(fv)} val frames, MAE {np.abs(t - p).mean():.3f} eV/Å", fontsize=9)
+        else:
+            ax.set_title(f"{fid.upper()}: no validation frames", fontsize=9)
+        ax.set_xlabel(f"{fid.upper()} label force (eV/Å){tag}")
+        ax.set_ylabel("ensemble mean force (eV/Å)")
+    return _save(fig, path)
+
+
+def _selection_rounds(cd: CampaignDir, rounds: list[int], high: str, low: str) -> list[dict[str, Any]]:
+    out = []
+    for r in rounds:
+        rd = cd.round(r)
+        sc, sel, cands = rd.scores(), rd.load_selection(), rd.load_candidates()
+        ids = cands.ids if cands else []
+        pos = {x: i for i, x in enumerate(ids)}
+        picks = {f: [pos[x] for x in (sel.of(f) if sel else []) if x in pos] for f in (low, high)}
+        out.append({"round": r, "scores": sc.array(high, "force_std_max") if sc.has_model else None, "picks": picks})
+    return out
+
+
+def make_report(root: str | Path, *, parity: bool = True, html: bool = False) -> Path:
+    """Write ``DIR/report/`` (PNGs + ``report.md``, and with ``html`` the self-contained ``report.html``
+    dashboard) and return the markdown path (the html path with ``html``).
+
+    Plots: HF validation force MAE vs cumulative HF labels and HF core-hours; calibration per round (predicted std
+    vs observed error, ideal line, ρ); parity of the promoted ensemble per fidelity on the validation frames;
+    candidates ranked by HF uncertainty per round with the picks marked; budget spent vs planned.
+    """
+    from mfal.campaign import figures
+    from mfal.campaign.evaluate import uncertainty_vs_error
     from mfal.store import open_store
 
     cd = CampaignDir(root)
@@ -139,107 +192,24 @@ def make_report(root: str | Path, *, parity: bool = True) -> Path:
     surrogate = "teacher" in st["sources"]
     tag = " (surrogate teacher labels)" if surrogate else ""
     rounds = [r["round"] for r in st["rounds"]]
-    images: list[tuple[str, str]] = []
+    images: list[tuple[str, Path]] = []
 
-    # 1. HF force MAE vs cumulative HF labels
-    n_hf = np.cumsum([r["n_hf_labeled"] for r in st["rounds"]])
-    mae = [r["hf_force_mae"] for r in st["rounds"]]
-    fig, ax = plt.subplots(figsize=(5, 3.6))
-    xs = [n for n, m in zip(n_hf, mae, strict=True) if m is not None]
-    ys = [m for m in mae if m is not None]
-    ax.plot(xs, ys, "o-")
-    for n, m, r in zip(n_hf, mae, rounds, strict=True):
-        if m is not None:
-            ax.annotate(f"r{r}", (n, m), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    ax.set_xlabel("HF labels (cumulative)")
-    ax.set_ylabel("HF validation force MAE (eV/Å)")
-    ax.set_title("HF force MAE vs HF labels" + tag, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out / "hf_mae_vs_labels.png", dpi=110)
-    plt.close(fig)
-    images.append(("HF validation force MAE vs HF labels", "hf_mae_vs_labels.png"))
-
-    # 2. uncertainty vs true error
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.6))
-    for ax, fid in zip(axes, (low, high), strict=True):
-        for r in rounds:
-            std, err = uncertainty_vs_error(cd.round(r).scores(), [f for f in frames if f.round == r], fid)
-            if std:
-                ax.scatter(std, err, s=14, label=f"round {r}")
-        ax.set_xlabel(f"{fid.upper()} predicted force std max (eV/Å)")
-        ax.set_ylabel("true max force error (eV/Å)")
-        ax.set_title(f"{fid.upper()} uncertainty vs error{tag}", fontsize=9)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "uncertainty_vs_error.png", dpi=110)
-    plt.close(fig)
-    images.append(
-        ("Predicted uncertainty vs true error of the frames labeled each round", "uncertainty_vs_error.png")
-    )
-
-    # 3. parity per fidelity (promoted ensemble, validation frames)
-    if parity and state.checkpoints:
-        from mfal.campaign.context import load_ensemble
-        from mfal.uncertainty import score_candidates
-
-        _, val = split_frames(cfg, [f for f in frames if f.status == "ok"])
-        ensemble = load_ensemble(cd.root, state.checkpoints)
-        fig, axes = plt.subplots(1, 2, figsize=(8, 3.8))
-        for ax, fid in zip(axes, (low, high), strict=True):
-            fv = [f for f in val if f.fidelity == fid and f.forces is not None]
-            if fv:
-                pred = score_candidates(ensemble, [f.get_structure() for f in fv], (fid,))[fid]
-                t = np.concatenate([np.asarray(f.forces).ravel() for f in fv])
-                p = np.concatenate([np.asarray(x).ravel() for x in pred.forces])
-                lim = float(max(np.abs(t).max(), np.abs(p).max(), 1e-3)) * 1.05
-                ax.plot([-lim, lim], [-lim, lim], "k--", lw=0.8)
-                ax.scatter(t, p, s=4, alpha=0.6)
-                ax.set_xlim(-lim, lim)
-                ax.set_ylim(-lim, lim)
-                ax.set_title(
-                    f"{fid.upper()} forces, {len(fv)} val frames, MAE {np.abs(t - p).mean():.3f} eV/Å",
-                    fontsize=9,
-                )
-            else:
-                ax.set_title(f"{fid.upper()}: no validation frames", fontsize=9)
-            ax.set_xlabel(f"{fid.upper()} label force (eV/Å){tag}")
-            ax.set_ylabel("ensemble mean force (eV/Å)")
-        fig.tight_layout()
-        fig.savefig(out / "parity.png", dpi=110)
-        plt.close(fig)
-        images.append(("Parity of the promoted ensemble per fidelity (validation frames)", "parity.png"))
-
-    # 4. selection per round
-    fig, ax = plt.subplots(figsize=(6, 3.8))
-    for r in rounds:
-        rd = cd.round(r)
-        sc, sel, cands = rd.scores(), rd.load_selection(), rd.load_candidates()
-        ids = cands.ids if cands else []
-        s = sc.array(high, "force_std_max") if sc.has_model else np.full(len(ids), np.nan)
-        jitter = np.random.default_rng(r).uniform(-0.15, 0.15, len(ids))
-        y = np.where(np.isfinite(s), s, 0.0)
-        ax.scatter(r + jitter, y, s=10, c="lightgray", label="candidate" if r == rounds[0] else None)
-        for fid, marker, color in ((low, "o", "tab:blue"), (high, "*", "tab:red")):
-            idx = [ids.index(x) for x in (sel.of(fid) if sel else []) if x in ids]
-            ax.scatter(
-                r + jitter[idx],
-                y[idx],
-                s=40 if fid == high else 18,
-                marker=marker,
-                facecolors="none" if fid == low else color,
-                edgecolors=color,
-                label=f"{fid.upper()} pick" if r == rounds[0] else None,
-            )
-    ax.axhline(cfg.trust.window(high).lo, ls=":", c="k", lw=0.8)
-    ax.set_xlabel("round (round 0: no model, diverse picks at score 0)")
-    ax.set_ylabel("HF force std max (eV/Å)")
-    ax.set_title("Candidates and picks per round" + tag, fontsize=9)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "selection.png", dpi=110)
-    plt.close(fig)
-    images.append(("Candidates and picks per round", "selection.png"))
+    images.append(("HF validation force MAE vs HF labels and core-hours",
+                   figures.hf_error_curve(st, out / "hf_mae_vs_labels.png", high=high, tag=tag)))  # fmt: skip
+    points = {
+        fid: {r: uncertainty_vs_error(cd.round(r).scores(), [f for f in frames if f.round == r], fid) for r in rounds}
+        for fid in (low, high)
+    }
+    images.append(("Calibration: predicted uncertainty vs observed error of the frames labeled each round",
+                   figures.calibration_plot(points, out / "uncertainty_vs_error.png", tag=tag)))  # fmt: skip
+    if parity and (png := _parity(cd, cfg, frames, state, out / "parity.png", tag)) is not None:
+        images.append(("Parity of the promoted ensemble per fidelity (validation frames)", png))
+    images.append(("What was selected and why", figures.selection_plot(
+        _selection_rounds(cd, rounds, high, low), out / "selection.png", high=high, low=low,
+        lo=cfg.trust.window(high).lo, tag=tag)))  # fmt: skip
+    images.append(("Budget spent vs planned",
+                   figures.budget_plot(st, out / "budget.png", roles={"lf": low, "hf": high}, tag=tag)))  # fmt: skip
+    failed = failed_frames(frames)
 
     lines = [f"# Campaign {cfg.name}: {st['state']}", ""]
     if surrogate:
@@ -262,7 +232,14 @@ def make_report(root: str | Path, *, parity: bool = True) -> Path:
         )
     lines.append("")
     for title, png in images:
-        lines += [f"## {title}", "", f"![{title}]({png})", ""]
-    md = out / "report.md"
-    md.write_text("\n".join(lines))
+        lines += [f"## {title}", "", f"![{title}]({png.name})", ""]
+    if failed:
+        lines += ["## Failed and quarantined labels", "", "| round | fidelity | status | reason |", "|---|---|---|---|"]
+        lines += [f"| {x['round']} | {x['fidelity']} | {x['status']} | {x['reason']} |" for x in failed]
+        lines.append("")
+    md = atomic_write_text(out / "report.md", "\n".join(lines))
+    if html:
+        from mfal.campaign.report_html import write_html
+
+        return write_html(out / "report.html", st, [png for _, png in images], failed=failed)
     return md

@@ -55,7 +55,7 @@ def _calls(run_dir: Path) -> list[str]:
     return path.read_text().splitlines() if path.is_file() else []
 
 
-def test_campaign_end_to_end_and_resume(tmp_path, make_config, save_config):
+def test_campaign_end_to_end_and_resume(tmp_path, make_config, save_config, browser):
     cfg = save_config(tmp_path, make_config(tmp_path), "tiny.yaml")
 
     # --- uninterrupted reference run
@@ -120,8 +120,24 @@ def test_campaign_end_to_end_and_resume(tmp_path, make_config, save_config):
     md = make_report(ref, parity=True)  # parity: the promoted MFEnsemble predicts the validation frames
     text = md.read_text()
     assert "SURROGATE" in text and "| 1 | 5 |" in text
-    for png in ("hf_mae_vs_labels.png", "uncertainty_vs_error.png", "selection.png", "parity.png"):
+    for png in ("hf_mae_vs_labels.png", "uncertainty_vs_error.png", "selection.png", "parity.png", "budget.png"):
         assert f"]({png})" in text and (md.parent / png).stat().st_size > 5000
+
+    # the dashboard, as a user opens it: `mfal report --html`, then a real headless Chromium at 1280x800
+    p = subprocess.run(
+        [sys.executable, "-c", "from flows.cli import main; main()", "report", "--dir", str(ref), "--html"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr[-2000:]
+    page = ref / "report" / "report.html"
+    driver, console = browser(page.as_uri(), screenshot=tmp_path / "dashboard.png")
+    assert [m for m in console if m["level"] == "SEVERE"] == []
+    assert len(driver.find_elements("css selector", "#rounds tr")) == 1 + len(st["rounds"])
+    imgs = driver.find_elements("css selector", "figure img")
+    assert len(imgs) == 5 and all(driver.execute_script("return arguments[0].naturalWidth", i) > 300 for i in imgs)
+    assert driver.find_element("css selector", "#state").text == "done"
+    assert "Surrogate labels" in driver.page_source and 'http-equiv="refresh"' not in driver.page_source
+    assert (tmp_path / "dashboard.png").stat().st_size > 20_000
 
     # rerunning a finished campaign labels nothing
     p = _run(cfg, ref)
