@@ -25,6 +25,7 @@ _COMMAND_MODULES = (
     "train",  # mfal train
     "store",  # mfal import, mfal query
     "label",  # mfal label
+    "inputs",  # mfal inputs
     "campaign",  # mfal run, status, report
     "submit",  # mfal submit, cluster-status, fireworks-config, jobflow-config
     "bench_model",  # mfal bench model
