@@ -7,12 +7,16 @@ file or the new one, never half of one.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
 from mfal.errors import DataError
+
+log = logging.getLogger(__name__)
 
 #: the largest JSON/YAML file mfal reads whole (bytes); a bigger one is refused before it is read
 MAX_READ_BYTES = 512 * 1024**2
@@ -80,3 +84,21 @@ def read_json(path: str | Path, default: Any = None) -> Any:
         raise DataError(f"{path}: not a text JSON file (binary content at byte {err.start})") from err
     except json.JSONDecodeError as err:
         raise DataError(f"{path}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}") from err
+
+
+def check_private_file(path: str | Path, what: str = "credentials file") -> str | None:
+    """Warn (and return the warning) if ``path`` is readable or writable by group/others: it may hold a
+    password. A missing or unreadable file returns None (reading it reports the problem)."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        msg = (
+            f"{what} {path} is accessible by other users (mode {stat.S_IMODE(mode):04o}); "
+            f"it may hold a database password: run chmod 600 {path}"
+        )
+        log.warning(msg)
+        return msg
+    return None

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import re
-import stat
 from pathlib import Path
+
+from mfal.fileio import check_private_file
 
 logger = logging.getLogger(__name__)
 
@@ -22,19 +23,7 @@ def redact(text: str) -> str:
 
 def check_private(path: str | Path, what: str = "credentials file") -> str | None:
     """Warn (and return the warning) if ``path`` is readable or writable by group/others."""
-    path = Path(path)
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        return None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        msg = (
-            f"{what} {path} is accessible by other users (mode {stat.S_IMODE(mode):04o}); "
-            f"it may hold a database password: run chmod 600 {path}"
-        )
-        logger.warning(msg)
-        return msg
-    return None
+    return check_private_file(path, what)
 
 
 def write_private(path: str | Path, text: str) -> Path:

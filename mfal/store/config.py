@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import stat
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mfal.errors import ConfigError, StoreError
+from mfal.fileio import check_private_file
 
 logger = logging.getLogger(__name__)
 
@@ -119,22 +119,6 @@ class StoreConfig(BaseModel):
         raise ConfigError(
             f"mongo store: environment variable {self.uri_env} is not set and no uri_file is configured"
         )
-
-
-def check_private_file(path: Path, what: str) -> str | None:
-    """Warn (and return the warning) if ``path`` is readable or writable by group/others: it holds a password."""
-    try:
-        mode = path.stat().st_mode
-    except OSError:
-        return None  # reading it reports the problem
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        msg = (
-            f"{what} {path} is accessible by other users (mode {stat.S_IMODE(mode):04o}); "
-            f"it may hold a database password: run chmod 600 {path}"
-        )
-        logger.warning(msg)
-        return msg
-    return None
 
 
 _CRED_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://)[^@/\s]*@")
