@@ -29,10 +29,28 @@ def _size_ticks(ax, sizes) -> None:
     from matplotlib.ticker import NullFormatter
 
     ax.set_xscale("log")
-    ticks = sorted({int(n) for n in sizes})
+    ticks: list[int] = []
+    for n in sorted({int(n) for n in sizes}, reverse=True):  # drop a tick crowding a larger one (99 next to 100)
+        if not ticks or ticks[-1] / max(n, 1) >= 1.15:
+            ticks.append(n)
+    ticks.sort()
     ax.set_xticks(ticks)
     ax.set_xticklabels([str(n) for n in ticks])
     ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _curve(ax, ns: list[int], pts: dict[str, Any], key: str, label: str) -> None:
+    """Mean per HF size; error bars (± std over seeds) only where more than one seed was run, and the legend
+    says how many seeds each curve rests on."""
+    mean = [pts[str(n)][f"{key}_mean"] for n in ns]
+    std = [pts[str(n)].get(f"{key}_std", 0.0) for n in ns]
+    seeds = sorted({int(pts[str(n)].get("n_seeds", 1)) for n in ns})
+    many = max(seeds) > 1
+    what = f"mean ± std, {'/'.join(map(str, seeds))} seeds" if many else "1 seed"
+    if many:
+        ax.errorbar(ns, mean, yerr=std, marker="o", capsize=3, label=f"{label} ({what})")
+    else:
+        ax.plot(ns, mean, marker="o", label=f"{label} ({what})")
 
 
 def _save(fig, path: Path) -> Path:
@@ -69,9 +87,7 @@ def make_figures(result: dict[str, Any], out_dir: str | Path, prefix: str = "sci
                     ns = sorted(int(n) for n in pts)
                     if len(ns) < 2 and method not in ("SF", "TL", "MF-F"):
                         continue  # ablation points are in the bar chart
-                    mean = [pts[str(n)][f"{key}_mean"] for n in ns]
-                    std = [pts[str(n)][f"{key}_std"] for n in ns]
-                    ax.errorbar(ns, mean, yerr=std, marker="o", capsize=3, label=method)
+                    _curve(ax, ns, pts, key, method)
                 _size_ticks(ax, [n for pts in curves[start].values() for n in pts])
                 ax.set_xlabel("HF training frames")
                 ax.set_ylabel(UNITS[key])
@@ -90,16 +106,28 @@ def make_figures(result: dict[str, Any], out_dir: str | Path, prefix: str = "sci
     if bars:
         fig, axes = plt.subplots(1, len(bars), figsize=(5.5 * len(bars), 3.8), squeeze=False)
         for ax, (start, n, items) in zip(axes[0], bars, strict=True):
+            from matplotlib.patches import Patch
+
             names = [m for m, _ in items]
+            seeds = max(int(v.get("n_seeds", 1)) for _, v in items)
             ax.bar(
                 names,
                 [v["f_mae_mev_ang_mean"] for _, v in items],
-                yerr=[v["f_mae_mev_ang_std"] for _, v in items],
+                yerr=[v["f_mae_mev_ang_std"] for _, v in items] if seeds > 1 else None,
                 capsize=3,
-                color=["C3" if m == "MF-F" else "C0" for m in names],
+                color=["C3" if m == "MF-F" else "C7" if m in ("SF", "TL") else "C0" for m in names],
             )
+            ax.legend(
+                handles=[Patch(color="C3", label="MF-F (all of E, M, R, C)"), Patch(color="C0", label="MF subsets"),
+                         Patch(color="C7", label="baselines (SF, TL)")],
+                fontsize=7,
+            )  # fmt: skip
             ax.set_ylabel(UNITS["f_mae_mev_ang"])
-            ax.set_title(f"ablation, {n} HF frames, {start} start{tag}", fontsize=9)
+            ax.set_title(
+                f"ablation, {n} HF frames, {start} start, "
+                f"{'mean ± std of ' + str(seeds) + ' seeds' if seeds > 1 else '1 seed'}{tag}",
+                fontsize=9,
+            )
             ax.tick_params(axis="x", rotation=45)
         paths.append(_save(fig, out / f"{prefix}_ablation.png"))
 
@@ -113,14 +141,7 @@ def make_figures(result: dict[str, Any], out_dir: str | Path, prefix: str = "sci
         ):
             ns = sorted(int(n) for n in curve)
             if ns:
-                ax.errorbar(
-                    ns,
-                    [curve[str(n)]["f_mae_mev_ang_mean"] for n in ns],
-                    yerr=[curve[str(n)].get("f_mae_mev_ang_std", 0.0) for n in ns],
-                    marker="o",
-                    capsize=3,
-                    label=name,
-                )
+                _curve(ax, ns, curve, "f_mae_mev_ang", name)
         sf_all = result.get("sf_all", {})
         if sf_all.get("f_mae_mev_ang_mean") is not None:
             ax.axhline(sf_all["f_mae_mev_ang_mean"], color="k", ls="--", label=f"SF, all {sf_all['n_hf']} HF")

@@ -113,6 +113,7 @@ def al_summary(
         str(n): {
             "f_mae_mev_ang_mean": float(np.mean([r["f_mae_mev_ang"] for r in rs])),
             "f_mae_mev_ang_std": float(np.std([r["f_mae_mev_ang"] for r in rs])),
+            "n_seeds": len(rs),
             **{f"{k}_mean": float(np.mean([r[k] for r in rs])) for k in METRICS if k != "f_mae_mev_ang"},
         }
         for n, rs in sorted(by_n.items())
