@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from mfal.fidelity import HF  # the target fidelity of the default pair (the bench model has no config)
+
 logger = logging.getLogger(__name__)
 
 TARGETS = {"mf_over_chgnet_forward": 1.05, "ensemble4_over_single": 2.0, "train_step_mf_over_chgnet": 1.10}
@@ -78,17 +80,15 @@ def _timed(fns: dict[str, Callable[[], Any]], base: str, repeats: int) -> dict[s
     return out
 
 
-def _spearman(pred: np.ndarray, err: np.ndarray) -> float:
-    from scipy.stats import spearmanr
+def _calibration(out: dict, ref_forces: list[np.ndarray]) -> dict[str, float | None]:
+    """Spearman ρ (mfal.uncertainty.calibration, as the campaign) of predicted force std vs the error against
+    the reference, per atom and per frame (max), and the mean per-atom error (eV/Å)."""
+    from mfal.uncertainty.calibration import calibration_stats
 
-    return float(spearmanr(pred, err).statistic)
-
-
-def _calibration(out: dict, ref_forces: list[np.ndarray]) -> dict[str, float]:
     per_atom_err = [np.linalg.norm(f - r, axis=1) for f, r in zip(out["forces"], ref_forces, strict=True)]
     return {
-        "rho_per_atom": _spearman(np.concatenate(out["forces_std"]), np.concatenate(per_atom_err)),
-        "rho_per_frame_max": _spearman(out["force_std_max"], np.array([e.max() for e in per_atom_err])),
+        "rho_per_atom": calibration_stats(np.concatenate(out["forces_std"]), np.concatenate(per_atom_err)).rho,
+        "rho_per_frame_max": calibration_stats(out["force_std_max"], [float(e.max()) for e in per_atom_err]).rho,
         "force_mae_vs_reference": float(np.mean(np.concatenate(per_atom_err))),
     }
 
@@ -180,7 +180,7 @@ def run_model_bench(
     fwd = _timed(
         {
             "chgnet": lambda: chgnet.predict_structure(cells, task="ef", batch_size=n_structures),
-            "mf": lambda: mf.predict(cells, "hf", task="ef", batch_size=n_structures),
+            "mf": lambda: mf.predict(cells, HF, task="ef", batch_size=n_structures),
         },
         "chgnet",
         repeats,
@@ -193,7 +193,7 @@ def run_model_bench(
     ref_train = ref_train if isinstance(ref_train, list) else [ref_train]
     ensemble = readout_ensemble(mf, k, seed=seed, noise=0.02)
     _finetune_readouts(
-        ensemble, mf.graphs(train_cells), ref_train, "hf", steps=finetune_steps, lr=1e-3, seed=seed
+        ensemble, mf.graphs(train_cells), ref_train, HF, steps=finetune_steps, lr=1e-3, seed=seed
     )
     if not ensemble.shared_trunk:
         raise RuntimeError("fine-tuned readout ensemble lost its shared trunk")
@@ -205,16 +205,16 @@ def run_model_bench(
     sketch_out: dict = {}
 
     def run_exact() -> None:
-        exact_out.update(ensemble.predict_with_uncertainty(cells, "hf", batch_size=n_structures))
+        exact_out.update(ensemble.predict_with_uncertainty(cells, HF, batch_size=n_structures))
 
     def run_sketch() -> None:
         sketch_out.update(
-            ensemble.predict_with_uncertainty(cells, "hf", batch_size=n_structures, force_probes=1, seed=seed)
+            ensemble.predict_with_uncertainty(cells, HF, batch_size=n_structures, force_probes=1, seed=seed)
         )
 
     ens = _timed(
         {
-            "single": lambda: single.predict(cells, "hf", task="efm", batch_size=n_structures),
+            "single": lambda: single.predict(cells, HF, task="efm", batch_size=n_structures),
             "sketch": run_sketch,
             "exact": run_exact,
         },
@@ -224,7 +224,9 @@ def run_model_bench(
     ref_forces = [np.asarray(r["f"]) for r in ref_held]
     calib_exact = _calibration(exact_out, ref_forces)
     calib_sketch = _calibration(sketch_out, ref_forces)
-    rho_sketch_vs_exact = _spearman(
+    from mfal.uncertainty import spearman_rho
+
+    rho_sketch_vs_exact = spearman_rho(
         np.concatenate(sketch_out["forces_std"]), np.concatenate(exact_out["forces_std"])
     )
     advance("ensemble")
