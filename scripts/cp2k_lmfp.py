@@ -111,6 +111,10 @@ def multiplicity(s) -> int:
 
 # ---------------------------------------------------------------- SCF settings
 
+# the wavefunction is saved every 10 SCF steps; SCF_GUESS RESTART picks it up when an attempt that ran out of
+# wall time is rerun in the same run dir (CP2K falls back to the atomic guess when there is no file)
+RESTART_PRINT = "&PRINT\n&RESTART\nBACKUP_COPIES 0\n&EACH\nQS_SCF 10\n&END EACH\n&END RESTART\n&END PRINT\n"
+
 
 @dataclass(frozen=True)
 class Scf:
@@ -126,29 +130,33 @@ class Scf:
     beta: float = 0.5  # Kerker damping wave vector of Broyden/Pulay mixing (bohr^-1; CP2K's default 0.5)
     added_mos: int = 40
     u_ramp_ev: float = 0.0  # > 0: DFT+U ramped up in steps of this size (EPS_U_RAMPING 1e-3)
+    minimizer: str = "DIIS"  # OT minimizer; CG (with a 3-point line search) never raises the energy
     roks: bool = False  # LF of an odd-electron cell as restricted open-shell (ROKS, doublet) with OT
     extra: dict = field(default_factory=dict)
 
     def block(self) -> str:
-        """The &SCF section text."""
+        """The &SCF section text (both kinds restart from the run dir's wavefunction if one was saved)."""
         if self.ot:
             inner = 40
+            pre = "FULL_SINGLE_INVERSE" if self.roks else "FULL_ALL"  # FULL_ALL + ROTATION aborts
             return (
-                f"&SCF\nMAX_SCF {inner}\nEPS_SCF 1e-05\nSCF_GUESS ATOMIC\n"
-                "&OT\nMINIMIZER DIIS\nPRECONDITIONER FULL_ALL\nENERGY_GAP 0.05\nALGORITHM STRICT\n"
-                "LINESEARCH 2PNT\nROTATION False\n&END OT\n"
-                f"&OUTER_SCF\nMAX_SCF {max(1, self.max_steps // inner)}\nEPS_SCF 1e-05\n&END OUTER_SCF\n&END SCF"
+                f"&SCF\nMAX_SCF {inner}\nEPS_SCF 1e-05\nSCF_GUESS RESTART\n"
+                f"&OT\nMINIMIZER {self.minimizer}\nPRECONDITIONER {pre}\nENERGY_GAP 0.05\nALGORITHM STRICT\n"
+                f"LINESEARCH {'3PNT' if self.minimizer == 'CG' else '2PNT'}\nROTATION {self.roks}\n&END OT\n"
+                f"&OUTER_SCF\nMAX_SCF {max(1, self.max_steps // inner)}\nEPS_SCF 1e-05\n&END OUTER_SCF\n{RESTART_PRINT}&END SCF"
             )
         return (
-            f"&SCF\nMAX_SCF {self.max_steps}\nEPS_SCF 1e-05\nSCF_GUESS ATOMIC\nADDED_MOS {self.added_mos}\n"
+            f"&SCF\nMAX_SCF {self.max_steps}\nEPS_SCF 1e-05\nSCF_GUESS RESTART\nADDED_MOS {self.added_mos}\n"
             "&DIAGONALIZATION\nALGORITHM STANDARD\n&END DIAGONALIZATION\n"
             f"&SMEAR ON\nMETHOD FERMI_DIRAC\nELECTRONIC_TEMPERATURE [K] {self.temp_k:g}\n&END SMEAR\n"
-            f"&MIXING\nMETHOD {self.mixing}\nALPHA {self.alpha}\nBETA {self.beta}\nNBUFFER {self.nbuffer}\n&END MIXING\n&END SCF"
+            f"&MIXING\nMETHOD {self.mixing}\nALPHA {self.alpha}\nBETA {self.beta}\nNBUFFER {self.nbuffer}\n&END MIXING\n{RESTART_PRINT}&END SCF"
         )
 
     def summary(self) -> dict:
         """JSON-able record of the settings (goes into each frame's calc)."""
         d = {"scf": self.name, "ot": self.ot, "scf_step_limit": self.max_steps}
+        if self.ot:
+            d["ot_minimizer"] = self.minimizer
         if not self.ot:
             d.update(smear_fd_k=self.temp_k, mixing=self.mixing, alpha=self.alpha, beta=self.beta)
             d["added_mos"] = self.added_mos
@@ -167,7 +175,8 @@ SCF = {
         Scf("fd1000-broyden0.1", ot=False, max_steps=200, temp_k=1000, alpha=0.1),
         Scf("fd2000-broyden0.05", ot=False, max_steps=250, temp_k=2000, alpha=0.05),
         Scf("fd1000-pulay0.05", ot=False, max_steps=250, temp_k=1000, mixing="PULAY_MIXING", alpha=0.05),
-        Scf("roks-ot", ot=True, max_steps=400, roks=True),
+        Scf("ot-cg", ot=True, max_steps=400, minimizer="CG"),
+        Scf("roks-ot-fsi", ot=True, max_steps=400, roks=True),
         Scf("fd1000-broyden0.1-uramp", ot=False, max_steps=300, temp_k=1000, alpha=0.1, u_ramp_ev=1.0),
         Scf(
             "fd2000-broyden0.2-kerker-uramp",
@@ -296,8 +305,12 @@ def parse_output(path: Path, n_atoms: int) -> dict:
     if any("SCF run NOT converged" in ln or "FAILED to converge" in ln for ln in lines):
         raise RuntimeError(f"SCF not converged ({scf_steps(lines)} steps)")
     if "PROGRAM ENDED AT" not in tail:
-        err = [ln.strip() for ln in lines if "ABORT" in ln or "WALLTIME" in ln.upper() and "exceeded" in ln]
-        raise RuntimeError("CP2K did not finish" + (f": {err[-1][:120]}" if err else ""))
+        box = [k for k, ln in enumerate(lines) if "[ABORT]" in ln]
+        msg = ""
+        if box:  # the text inside CP2K's ABORT box
+            msg = " ".join(ln.strip(" *|/\\O_") for ln in lines[box[-1] : box[-1] + 5])
+            msg = ": " + re.sub(r"\s+", " ", msg.replace("[ABORT]", "")).strip()[:160]
+        raise RuntimeError("CP2K did not finish" + msg)
     energy = [float(ln.split()[-1]) for ln in lines if "ENERGY| Total FORCE_EVAL ( QS ) energy" in ln][-1]
     i = [k for k, ln in enumerate(lines) if ln.strip().startswith("ATOMIC FORCES in [a.u.]")][-1]
     forces = np.array([[float(x) for x in lines[i + 3 + a].split()[3:6]] for a in range(n_atoms)])
