@@ -34,6 +34,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -79,8 +80,8 @@ def read_log(path: Path) -> list[dict]:
 
 @contextlib.contextmanager
 def locked(path: Path):
-    """Exclusive lock on ``path``.lock, so that shards running side by side append whole records."""
-    with open(f"{path}.lock", "w") as lk:
+    """Exclusive lock (a file in the temp dir, not beside ``path``) so shards side by side append whole records."""
+    with open(Path(tempfile.gettempdir()) / f"mfal-{Path(path).name}.lock", "w") as lk:
         fcntl.flock(lk, fcntl.LOCK_EX)
         try:
             yield
