@@ -26,6 +26,18 @@ def test_the_first_lines_give_the_demo_and_the_test_command():
     assert "python -m pytest" in _block("test-command", "bash") and "<!-- test-command -->" in head
 
 
+def test_smoke_command_runs_as_written_and_writes_the_dashboard(tmp_path):
+    """The README's sub-minute smoke command, run verbatim in a copy of the repo's configs (it writes --dir)."""
+    import shutil
+
+    shutil.copytree(ROOT / "configs", tmp_path / "configs")
+    cmd = _block("smoke-command", "bash").strip()
+    env = dict(__import__("os").environ, PATH=f"{Path(sys.executable).parent}:{__import__('os').environ['PATH']}")
+    p = subprocess.run(["bash", "-c", cmd], cwd=tmp_path, capture_output=True, text=True, timeout=900, env=env)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "smoke: done" in p.stdout and (tmp_path / "smoke" / "report" / "report.html").stat().st_size > 50_000
+
+
 def test_python_snippet_runs_as_written(tmp_path):
     code = _block("python-snippet", "python")
     p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600)
