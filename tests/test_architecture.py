@@ -21,16 +21,18 @@ def _modules(package: str) -> dict[str, Path]:
     return out
 
 
+def _imported(node: ast.AST) -> set[str]:
+    """Module names one import statement names (``from a import b`` -> a, a.b); nothing for other nodes."""
+    if isinstance(node, ast.Import):
+        return {a.name for a in node.names}
+    if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        return {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+    return set()
+
+
 def _imports(path: Path) -> set[str]:
     """Every module name ``path`` imports (top level and inside functions)."""
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-            names |= {f"{node.module}.{a.name}" for a in node.names}
-    return names
+    return {name for node in ast.walk(ast.parse(path.read_text())) for name in _imported(node)}
 
 
 def test_mfal_never_imports_flows():
@@ -64,11 +66,7 @@ def _import_time_imports(path: Path) -> set[str]:
             continue
         if isinstance(node, ast.If | ast.Try):
             body.extend(getattr(node, "body", []) + getattr(node, "orelse", []))
-        elif isinstance(node, ast.Import):
-            names |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-            names |= {f"{node.module}.{a.name}" for a in node.names}
+        names |= _imported(node)
     return names
 
 
