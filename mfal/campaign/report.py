@@ -57,7 +57,7 @@ def campaign_status(root: str | Path) -> dict[str, Any]:
         "sources": sorted(s for s in sources if s),
         "budget_per_round": {k: cfg.budget.seconds("per_round")[f] for k, f in (("lf", low), ("hf", high))},
         "budget_total": {k: cfg.budget.seconds("total")[f] for k, f in (("lf", low), ("hf", high))},
-        "spent": state.spent,
+        "spent": {k: state.spent.get(f, 0.0) for k, f in (("lf", low), ("hf", high))},  # keyed like the budgets
         "rounds": rows,
     }
 
