@@ -6,7 +6,10 @@ A moment per site is ``|m|`` × sign:
   with ``source="oxidation"``, the high-spin moment of the site's guessed oxidation state for transition metals
   (pymatgen's ``BVAnalyzer`` per site, else ``Composition.oxi_state_guesses``; ``Species.get_crystal_field_spin``
   octahedral high spin: Fe2+ 4, Fe3+ 5, Mn2+ 5, Mn3+ 4, Co2+ 3 μB); else the labeler's per-element table
-  (VASP: Fe 5, Mn 5, others 0.6 as in MP; CP2K: Fe 4, Mn 5, others 0);
+  (VASP: Fe 5, Mn 5, others 0.6 as in MP; CP2K: Fe 4, Mn 5, others 0); ``source="chemistry"`` is the
+  oxidation-state guess under its issue name; ``source="model"`` takes |m| from the site property
+  ``mfal_predicted_magmom`` (the HF moment head's prediction, μB per site: :func:`attach_predicted`,
+  :func:`predict_magmoms`) and falls back to the chemistry guess (recorded) where no prediction is attached;
 - sign: the collinear ``ordering`` of the magnetic sites (transition metals, lanthanides and actinides with
   |m| > 0): ``fm`` all up; ``afm`` alternating in site order (the CP2K recipe's LiFePO4 AFM start);
   ``afm-a``/``afm-b``/``afm-c`` a layered sublattice AFM (up where the fractional coordinate along that axis is
@@ -28,9 +31,13 @@ from typing import Any, Literal
 import numpy as np
 from pymatgen.core import Element, Structure
 
-from mfal.errors import ConfigError
+from mfal.errors import ConfigError, DataError
 
-MomentSource = Literal["table", "oxidation"]
+MomentSource = Literal["table", "oxidation", "chemistry", "model"]
+#: site property holding a model's predicted moments (μB per site, |m| used, sign ignored)
+PREDICTED = "mfal_predicted_magmom"
+#: decimals of model moments written to MAGMOM (μB)
+MODEL_DECIMALS = 3
 #: ordering ids besides an explicit sign string
 NAMED_ORDERINGS: tuple[str, ...] = ("fm", "afm", "afm-a", "afm-b", "afm-c")
 _SIGNS_RE = re.compile(r"^[+-]+$")
@@ -101,7 +108,7 @@ def magnitudes(
     source: MomentSource = "table",
 ) -> list[float]:
     """|m| per site (μB) from the chemistry (site properties are handled by :func:`initial_moments`)."""
-    oxi = guess_oxidation_states(structure) if source == "oxidation" else None
+    oxi = guess_oxidation_states(structure) if source in ("oxidation", "chemistry", "model") else None
     out = []
     for i, site in enumerate(structure):
         el = site.specie.symbol
@@ -152,7 +159,14 @@ def initial_moments(
     if props is not None and all(p is not None for p in props):
         moments = [float(np.sum(p)) for p in props]
         return moments, {"ordering": "site_property", "magmom_source": "site_property"}
-    mags = magnitudes(structure, per_element, default=default, source=source)
+    record: dict[str, Any] = {"ordering": ordering, "magmom_source": source}
+    predicted = predicted_magmoms(structure) if source == "model" else None
+    if predicted is not None:
+        mags = [round(abs(m), MODEL_DECIMALS) for m in predicted]
+    else:
+        mags = magnitudes(structure, per_element, default=default, source=source)
+        if source == "model":
+            record = {**record, "magmom_source": "chemistry", "model_fallback": f"no {PREDICTED} site property"}
     if props is not None:  # partly set: the set sites win
         mags = [abs(float(np.sum(p))) if p is not None else m for p, m in zip(props, mags, strict=True)]
     signs = ordering_signs(structure, mags, ordering)
@@ -162,7 +176,7 @@ def initial_moments(
             for p, s in zip(props, signs, strict=True)
         ]
     moments = [m * s for m, s in zip(mags, signs, strict=True)]
-    return moments, {"ordering": ordering, "magmom_source": source}
+    return moments, record
 
 
 def with_initial_magmoms(
@@ -184,6 +198,79 @@ def with_initial_magmoms(
     return out
 
 
+def predicted_magmoms(structure: Structure) -> list[float] | None:
+    """The ``mfal_predicted_magmom`` site property (μB per site) if every site has one, else None."""
+    values = structure.site_properties.get(PREDICTED)
+    if values is None or any(v is None for v in values):
+        return None
+    return [float(np.sum(v)) for v in values]
+
+
+def attach_predicted(structure: Structure, magmoms: Sequence[float] | None) -> Structure:
+    """Copy of ``structure`` with the site property ``mfal_predicted_magmom`` (μB per site, e.g. the ensemble-mean
+    moments of the HF head); ``magmoms`` None returns an unchanged copy. Wrong length or non-finite -> DataError."""
+    out = structure.copy()
+    if magmoms is None:
+        return out
+    values = np.asarray(magmoms, dtype=float).reshape(-1)
+    if len(values) != len(structure):
+        raise DataError(f"{PREDICTED}: {len(values)} values for a structure of {len(structure)} sites")
+    if not np.all(np.isfinite(values)):
+        raise DataError(f"{PREDICTED}: non-finite predicted moments for {structure.composition.reduced_formula}")
+    out.add_site_property(PREDICTED, values.tolist())
+    return out
+
+
+def attach_scored(structures: Sequence[Structure], scores: Any, fidelity: str) -> list[Structure]:
+    """Each structure with its predicted moments at ``fidelity`` from a round's scores, looked up by
+    ``properties["candidate_id"]`` in ``scores.ids`` (a RoundScores: ``.index()`` and
+    ``.fidelities[f].magmoms``). No model yet, a non-magnetic fidelity or an unscored id -> the structure as it is
+    (the labeler then falls back to the chemistry guess, recorded in ``calc``)."""
+    fid = scores.fidelities.get(fidelity) if getattr(scores, "has_model", False) else None
+    moments = getattr(fid, "magmoms", None)
+    if moments is None:
+        return [s.copy() for s in structures]
+    where = scores.index()
+    out = []
+    for s in structures:
+        i = where.get((s.properties or {}).get("candidate_id"))
+        out.append(attach_predicted(s, moments[i]) if i is not None else s.copy())
+    return out
+
+
+def moments_from_model(
+    structure: Structure, ordering: str = "fm", *, magmoms: Sequence[float] | None = None
+) -> list[float]:
+    """Initial moments (μB) from a model: |m| of ``magmoms`` (default: the ``mfal_predicted_magmom`` site
+    property), rounded to 0.001 μB, with the signs of ``ordering``. No prediction -> DataError."""
+    values = predicted_magmoms(structure) if magmoms is None else [float(m) for m in magmoms]
+    if values is None:
+        raise DataError(f"{structure.composition.reduced_formula}: no {PREDICTED} site property to take |m| from")
+    if len(values) != len(structure):
+        raise DataError(f"magmoms: {len(values)} values for a structure of {len(structure)} sites")
+    mags = [round(abs(m), MODEL_DECIMALS) for m in values]
+    signs = ordering_signs(structure, mags, ordering)
+    return [m * s for m, s in zip(mags, signs, strict=True)]
+
+
+def predict_magmoms(
+    model: Any, structures: Sequence[Structure], fidelity: str | None = None
+) -> list[list[float]]:
+    """Site moments (μB) of each structure from an MFCHGNet (or a checkpoint path, loaded with weights_only) at
+    ``fidelity`` (default: the model's last magnetic fidelity, i.e. the HF moment head)."""
+    from mfal.model import MFCHGNet
+
+    if not isinstance(model, MFCHGNet):
+        model = MFCHGNet.load(model)
+    magnetic = tuple(getattr(model, "magnetic_fidelities", ()))
+    if fidelity is None or fidelity not in magnetic:
+        if not magnetic:
+            raise ConfigError("model has no magnetic fidelity: its moment head was never trained on spin labels")
+        fidelity = magnetic[-1]
+    preds = model.predict(list(structures), fidelity, task="em")
+    return [[float(v) for v in p["m"]] for p in preds]
+
+
 def summary(moments: Sequence[float] | None) -> str:
     """One-line moment list (μB) with runs compressed VASP-style, e.g. ``4*0 4 -4 4 -4 20*0``; None -> ``none``."""
     if moments is None:
@@ -202,6 +289,12 @@ def summary(moments: Sequence[float] | None) -> str:
 
 __all__ = [
     "NAMED_ORDERINGS",
+    "PREDICTED",
+    "attach_predicted",
+    "attach_scored",
+    "moments_from_model",
+    "predict_magmoms",
+    "predicted_magmoms",
     "check_ordering",
     "guess_oxidation_states",
     "high_spin_moment",

@@ -54,6 +54,28 @@ class QualityConfig(BaseModel):
     )
 
 
+#: reason fragments (from the checks below) of a spin-state problem that another ordering / moment guess may fix
+SPIN_PROBLEMS: dict[str, tuple[str, ...]] = {
+    "collapsed": ("low-spin collapse",),
+    "flipped": ("spin flipped against the intended order", "total moment on magnetic sites"),
+    "unconverged": ("electronic SCF",),
+}
+#: reason fragments that another INCAR (retry_incar_settings), not another spin state, may fix
+SCF_PROBLEMS: tuple[str, ...] = ("electronic SCF", "walltime handler")
+
+
+def spin_problems(reason: str | None) -> list[str]:
+    """Kinds of spin-state problem (collapsed, flipped, unconverged) named in a quality ``reason``; [] if none."""
+    if not reason:
+        return []
+    return [kind for kind, marks in SPIN_PROBLEMS.items() if any(m in reason for m in marks)]
+
+
+def is_scf_problem(reason: str | None) -> bool:
+    """The reason names an SCF/walltime problem (the INCAR retry's business)."""
+    return bool(reason) and any(m in reason for m in SCF_PROBLEMS)
+
+
 def check_electronic(n_scf: int, nelm: int | None, *, step: int | None = None) -> str | None:
     """An SCF loop of ``n_scf`` steps with limit ``nelm``: at the limit = not converged."""
     if nelm is not None and n_scf >= nelm:

@@ -24,8 +24,16 @@ from pymatgen.core import Structure
 
 from mfal.errors import LabelError
 from mfal.fidelity import DEFAULT, Fidelities
+from mfal.label import ladder as L
 from mfal.label.base import labeler_config, validate_structures
-from mfal.label.magmoms import MomentSource, check_ordering, initial_moments, with_initial_magmoms
+from mfal.label.magmoms import (
+    PREDICTED,
+    MomentSource,
+    check_ordering,
+    initial_moments,
+    predicted_magmoms,
+    with_initial_magmoms,
+)
 from mfal.label.quality import QualityConfig
 from mfal.store.docs import FrameDoc
 
@@ -60,8 +68,9 @@ class VaspConfig(BaseModel):
     )
     magmom_source: MomentSource = Field(
         "table",
-        description="table: |m| from `magmom`; oxidation: high-spin |m| of the guessed oxidation state for "
-        "transition metals (Fe2+ 4, Fe3+ 5, Mn2+ 5 μB), the table for the rest",
+        description="table: |m| from `magmom`; oxidation (= chemistry): high-spin |m| of the guessed oxidation "
+        "state for transition metals (Fe2+ 4, Fe3+ 5, Mn2+ 5 μB), the table for the rest; model: |m| from the "
+        "site property mfal_predicted_magmom (the HF moment head), chemistry where none is attached",
     )
     ordering: str = Field(
         "fm",
@@ -82,10 +91,30 @@ class VaspConfig(BaseModel):
         description="INCAR updates of the retry (robust all-band minimiser, more SCF steps)",
     )
 
+    max_spin_attempts: int = Field(
+        3,
+        ge=1,
+        description="HF spin states tried per structure (retry ladder: configured ordering, other moment guess, "
+        "spin_ladder orderings); 1 = no ladder",
+    )
+    spin_ladder: list[str] = Field(
+        default_factory=lambda: list(L.DEFAULT_LADDER),
+        description="orderings the HF ladder tries after the configured one, in order",
+    )
+    keep_lowest_energy: bool = Field(
+        False,
+        description="run every rung of the ladder and keep the lowest-energy accepted spin state (all charged)",
+    )
+
     @field_validator("ordering")
     @classmethod
     def _ordering(cls, v: str) -> str:
         return check_ordering(v)
+
+    @field_validator("spin_ladder")
+    @classmethod
+    def _ladder(cls, v: list[str]) -> list[str]:
+        return [check_ordering(o) for o in v]
 
 
 def initial_magmoms(
@@ -153,14 +182,21 @@ def _prepare(
     fidelities: Fidelities,
 ) -> tuple[Structure, dict[str, Any]]:
     """The prepared structure and what enters ``FrameDoc.calc`` (ordering and source of the moments)."""
-    out = structure.copy()
-    if "magmom" in out.site_properties:
-        out.remove_site_property("magmom")
+    out = _plain(structure)
     if not fidelities.is_magnetic(fidelity):
         return out, {}
     moments, record = _moments(structure, magmom, config)
     out.add_site_property("magmom", moments)
     return out, record
+
+
+def _plain(structure: Structure) -> Structure:
+    """Copy without the ``magmom`` and ``mfal_predicted_magmom`` site properties."""
+    out = structure.copy()
+    for key in ("magmom", PREDICTED):
+        if key in out.site_properties:
+            out.remove_site_property(key)
+    return out
 
 
 def _job_error_handler() -> tuple[logging.Handler, list[str]]:
@@ -198,16 +234,18 @@ class VaspLabeler:
         self.config = labeler_config("vasp", VaspConfig, config, options)
         self.fidelities = fidelities
 
-    def maker(self, fidelity: str, *, retry: bool = False) -> Any:
-        """The atomate2 maker used for ``fidelity`` (``retry``: with ``retry_incar_settings`` on top)."""
+    def maker(self, fidelity: str, *, retry: bool = False, rung: int = 0) -> Any:
+        """The atomate2 maker used for ``fidelity`` (``retry``: with ``retry_incar_settings`` on top; ``rung`` k > 0
+        of the HF ladder is named ``mfal hf static spin <k+1>``)."""
         incar = dict(self.config.user_incar_settings)
         if retry:
             incar.update(self.config.retry_incar_settings)
+        name = f"mfal {fidelity} static" + (f" spin {rung + 1}" if rung else "") + (" retry" if retry else "")
         return make_vasp_maker(
             fidelity,
             user_incar_settings=incar,
             user_kpoints_settings=self.config.user_kpoints_settings,
-            name=f"mfal {fidelity} static" + (" retry" if retry else ""),
+            name=name,
             fidelities=self.fidelities,
         )
 
@@ -222,8 +260,9 @@ class VaspLabeler:
     ) -> list[FrameDoc]:
         """One FrameDoc per structure (the final ionic step of its static run), in order.
 
-        A quarantined result (SCF at NELM, walltime stop, collapsed moments, ...) gets one retry with
-        ``retry_incar_settings``; its cost adds to the first attempt's.
+        A quarantined SCF problem (SCF at NELM, walltime stop) gets one retry with ``retry_incar_settings``.
+        HF: a collapsed, flipped or unconverged spin state climbs the retry ladder (:mod:`mfal.label.ladder`, up to
+        ``max_spin_attempts`` spin states); every run is recorded in ``calc["attempts"]`` and charged.
         """
         validate_structures(structures, "vasp")
         self.fidelities.check(fidelity)
@@ -232,30 +271,75 @@ class VaspLabeler:
         common = {"campaign": campaign, "round": round}
         out: list[FrameDoc] = []
         for structure in structures:
-            frame = self._run_one(structure, fidelity, self.maker(fidelity), root, common)
-            if frame.status == "failed" and any(p in (frame.status_reason or "") for p in _CANNOT_RUN):
-                raise LabelError(f"vasp labeler cannot run here: {frame.status_reason}")
-            if frame.status == "quarantined" and self.config.retry:
-                log.info("retrying %s (%s): %s", frame.formula, fidelity, frame.status_reason)
-                second = self._run_one(structure, fidelity, self.maker(fidelity, retry=True), root, common)
-                cost = frame.cost + second.cost
-                settings = ", ".join(f"{k}={v}" for k, v in self.config.retry_incar_settings.items())
-                if second.status == "ok":
-                    frame = second.model_copy(update={"cost": cost})
-                else:
-                    reason = f"after 1 retry ({settings}): {second.status_reason}"
-                    frame = second.model_copy(update={"cost": cost, "status_reason": reason})
+            if self.fidelities.is_magnetic(fidelity):
+                frame = self._label_spin(structure, fidelity, root, common)
+            else:
+                frame = self._label_plain(structure, fidelity, root, common)
             out.append(frame)
         return out
 
+    def _run_checked(self, structure: Structure, fidelity: str, maker: Any, root: Path, common: dict[str, Any],
+                     prepared: Structure, record: dict[str, Any]) -> FrameDoc:  # fmt: skip
+        frame = self._run_one(structure, fidelity, maker, root, common, prepared, record)
+        if frame.status == "failed" and any(p in (frame.status_reason or "") for p in _CANNOT_RUN):
+            raise LabelError(f"vasp labeler cannot run here: {frame.status_reason}")
+        return frame
+
+    def _retry_note(self) -> str:
+        settings = ", ".join(f"{k}={v}" for k, v in self.config.retry_incar_settings.items())
+        return f"after 1 retry ({settings}): "
+
+    def _label_plain(self, structure: Structure, fidelity: str, root: Path, common: dict[str, Any]) -> FrameDoc:
+        """Non-magnetic label: one run, one retry with ``retry_incar_settings`` if quarantined."""
+        prepared, record = _prepare(structure, fidelity, None, self.config, self.fidelities)
+        frame = self._run_checked(structure, fidelity, self.maker(fidelity), root, common, prepared, record)
+        if frame.status == "quarantined" and self.config.retry:
+            log.info("retrying %s (%s): %s", frame.formula, fidelity, frame.status_reason)
+            second = self._run_checked(
+                structure, fidelity, self.maker(fidelity, retry=True), root, common, prepared, record
+            )
+            cost = frame.cost + second.cost
+            frame = second.model_copy(update={"cost": cost})
+            if second.status != "ok":
+                frame = frame.model_copy(update={"status_reason": self._retry_note() + str(second.status_reason)})
+        return frame
+
+    def _label_spin(self, structure: Structure, fidelity: str, root: Path, common: dict[str, Any]) -> FrameDoc:
+        """Spin-polarized label through the retry ladder (see :meth:`label`)."""
+        cfg = self.config
+        rungs = L.build_ladder(
+            cfg.ordering, cfg.magmom_source, max_attempts=cfg.max_spin_attempts, orderings=cfg.spin_ladder,
+            has_prediction=predicted_magmoms(structure) is not None,
+        )  # fmt: skip
+
+        def moments(rung: L.Rung, k: int) -> tuple[list[float], dict[str, Any]]:
+            return L.rung_moments(structure, rung, k, cfg.magmom, default=cfg.default_magmom)
+
+        def run(magmoms: list[float], record: dict[str, Any], retry: bool, k: int) -> FrameDoc:
+            prepared = _plain(structure)
+            prepared.add_site_property("magmom", magmoms)
+            maker = self.maker(fidelity, retry=retry, rung=k)
+            return self._run_checked(structure, fidelity, maker, root, common, prepared, record)
+
+        return L.run_ladder(
+            rungs, moments=moments, run=run, keep_lowest_energy=cfg.keep_lowest_energy,
+            scf_retry=cfg.retry, retry_note=self._retry_note(),
+        )  # fmt: skip
+
     def _run_one(
-        self, structure: Structure, fidelity: str, maker: Any, root: Path, common: dict[str, Any]
+        self,
+        structure: Structure,
+        fidelity: str,
+        maker: Any,
+        root: Path,
+        common: dict[str, Any],
+        prepared: Structure,
+        record: dict[str, Any],
     ) -> FrameDoc:
-        """Run one static job with jobflow in a new folder under ``root`` and parse it."""
+        """Run one static job on ``prepared`` with jobflow in a new folder under ``root`` and parse it."""
         from jobflow import JobStore, run_locally
         from maggma.stores import MemoryStore
 
-        prepared, record = _prepare(structure, fidelity, None, self.config, self.fidelities)
         intended = prepared.site_properties.get("magmom")
         common = {**common, "extra_calc": record}
         job = maker.make(prepared)
