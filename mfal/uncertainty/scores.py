@@ -1,7 +1,8 @@
-"""Ensemble uncertainty scores per structure from member predictions (pure numpy).
+"""Ensemble uncertainty scores per structure from member predictions, and their calibration (pure numpy).
 
 ``calibration_rho``/``spearman_rho`` are re-exported from :mod:`mfal.uncertainty.calibration`.
-Units: force std eV/Å, energy std eV/atom, magmom std μB.
+Units: force std eV/Å, energy std eV/atom, magmom std μB. :func:`calibrate_scores` multiplies each score by the
+fitted scale of its quantity (:data:`SCORE_QUANTITY`) and keeps the raw value as ``<name>_raw``.
 """
 
 from __future__ import annotations
@@ -16,15 +17,55 @@ from mfal.uncertainty.calibration import calibration_rho, spearman_rho
 
 __all__ = [
     "SCORE_NAMES",
+    "CALIBRATED_QUANTITIES",
+    "SCORE_QUANTITY",
+    "calibrate_scores",
     "calibration_rho",
     "check_score_name",
     "ensemble_scores",
+    "raw_scores",
     "scores_from_prediction",
     "spearman_rho",
 ]
 
 #: score names a trust window may use
 SCORE_NAMES: tuple[str, ...] = ("force_std_max", "force_std_mean", "energy_std", "magmom_std_max")
+#: quantities with a fitted scale per fidelity: forces (eV/Å), energy (eV/atom), moments (μB)
+CALIBRATED_QUANTITIES: tuple[str, ...] = ("forces", "energy", "moments")
+#: the quantity whose scale calibrates each score
+SCORE_QUANTITY: dict[str, str] = {
+    "force_std_max": "forces",
+    "force_std_mean": "forces",
+    "energy_std": "energy",
+    "magmom_std_max": "moments",
+}
+#: suffix of the uncalibrated copy of a score
+RAW_SUFFIX = "_raw"
+
+
+def calibrate_scores(
+    scores: Mapping[str, Sequence[float]], scale: Mapping[str, float]
+) -> dict[str, list[float]]:
+    """``scores`` (score name -> per-structure values) with each known score multiplied by ``scale`` of its
+    quantity (:data:`SCORE_QUANTITY`; a missing quantity scales by 1) and the raw values kept as
+    ``<name>_raw``. Already calibrated input (a ``<name>_raw`` present) is recalibrated from the raw values."""
+    out: dict[str, list[float]] = {}
+    for name, values in scores.items():
+        if name.endswith(RAW_SUFFIX):
+            continue
+        raw = np.asarray(scores.get(name + RAW_SUFFIX, values), dtype=float)
+        if name in SCORE_QUANTITY:
+            s = float(scale.get(SCORE_QUANTITY[name], 1.0))
+            out[name] = (raw * s).tolist()
+            out[name + RAW_SUFFIX] = raw.tolist()
+        else:
+            out[name] = raw.tolist()
+    return out
+
+
+def raw_scores(scores: Mapping[str, Sequence[float]], name: str) -> np.ndarray:
+    """The uncalibrated values of score ``name`` (``<name>_raw`` when present, else ``name``)."""
+    return np.asarray(scores.get(name + RAW_SUFFIX, scores[name]), dtype=float)
 
 
 def ensemble_scores(

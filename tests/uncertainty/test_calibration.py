@@ -23,7 +23,8 @@ def test_rho_and_n():
 
 
 def test_none_below_three_points_or_constant_and_non_finite_dropped():
-    assert calibration_stats([0.1, 0.2], [1.0, 2.0]) == CalibrationStats(rho=None, n=2)
+    two = calibration_stats([0.1, 0.2], [1.0, 2.0])  # two pairs: no ρ (area, coverage, scale are defined)
+    assert two.rho is None and two.n == 2
     assert calibration_stats([], []) == CalibrationStats(rho=None, n=0)
     assert calibration_stats([1, 1, 1], [1, 2, 3]).rho is None
     stats = calibration_stats([0.1, np.nan, 0.3, 0.2, 0.5], [1.0, 2.0, np.inf, 1.5, 3.0])
