@@ -6,6 +6,10 @@ the most uncertain, diverse candidates (farthest-point sampling within a pool of
 budget. Lower-fidelity (LF) picks: every target pick first (paired frames anchor the fidelity gap), then
 candidates above ``lo``, most uncertain first, capped per round and by that fidelity's budget. Costs are
 core-seconds.
+
+``strategy="random"`` (a baseline): the same candidates, budgets, caps and LF pairing, but once a model exists
+the picks are drawn uniformly from every candidate not yet labeled at that fidelity (no trust window, no
+uncertainty, no diversity; ``numpy.random.default_rng(seed)``). Round 0 (no model) is the same for both.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -22,6 +26,9 @@ from mfal.acquire.cost import CostModel
 from mfal.acquire.diversity import farthest_point_order
 from mfal.fidelity import DEFAULT
 from mfal.uncertainty.scores import SCORE_NAMES
+
+Strategy = Literal["uncertainty", "random"]
+STRATEGIES: tuple[str, ...] = ("uncertainty", "random")
 
 
 class TrustWindow(BaseModel):
@@ -66,7 +73,9 @@ class SelectionPolicy(BaseModel):
         try:
             return self.windows[fidelity]
         except KeyError:
-            raise KeyError(f"no trust window for fidelity {fidelity!r} (have {sorted(self.windows)})") from None
+            raise KeyError(
+                f"no trust window for fidelity {fidelity!r} (have {sorted(self.windows)})"
+            ) from None
 
 
 @dataclass
@@ -110,6 +119,12 @@ def _take_within_budget(
     return picks, spent
 
 
+def _random_order(n: int, skip: set[int], rng: np.random.Generator) -> list[int]:
+    """All candidates not in ``skip`` in a uniform random order."""
+    pool = np.array([i for i in range(n) if i not in skip], dtype=int)
+    return [int(i) for i in rng.permutation(pool)] if pool.size else []
+
+
 def _initial_order(
     n: int, skip: set[int], max_per_round: int, initial: int | None, descriptors: np.ndarray
 ) -> tuple[list[int], int]:
@@ -130,12 +145,18 @@ def _target_picks(
     initial: int | None,
     descriptors: np.ndarray,
     diversity_pool: float,
+    rng: np.random.Generator | None = None,
 ) -> tuple[list[int], float, dict[str, Any], int]:
-    """Target fidelity: the most uncertain, diverse candidates within ``budget`` (round 0: diverse only)."""
+    """Target fidelity: the most uncertain, diverse candidates within ``budget`` (round 0: diverse only);
+    with ``rng`` (strategy random) a uniform random order of the unlabeled candidates instead."""
     if s is None:
         order, cap = _initial_order(n, skip, win.max_per_round, initial, descriptors)
         rep: dict[str, Any] = {"mode": "initial (no model): farthest-point over all candidates"}
         n_out = 0
+    elif rng is not None:
+        order, cap = _random_order(n, skip, rng), win.max_per_round
+        rep = {"mode": "random (uniform over unlabeled candidates)", "n_pool": len(order)}
+        n_out = len(split_by_trust(s, win)[2])
     else:
         known, cand, out = split_by_trust(s, win)
         cand = [int(i) for i in cand if i not in skip]
@@ -154,7 +175,9 @@ def _target_picks(
         }
         n_out = len(out)
     picks, cost = _take_within_budget(order, costs, budget, cap)
-    rep.update(lo=win.lo, hi=win.hi, score=win.score, cap=cap, picked=picks, predicted_cost=cost, budget=budget)
+    rep.update(
+        lo=win.lo, hi=win.hi, score=win.score, cap=cap, picked=picks, predicted_cost=cost, budget=budget
+    )
     if s is not None:
         rep["picked_scores"] = [float(s[i]) for i in picks]
     return picks, cost, rep, n_out
@@ -170,13 +193,19 @@ def _lower_picks(
     paired: list[int],
     initial: int | None,
     descriptors: np.ndarray,
+    rng: np.random.Generator | None = None,
 ) -> tuple[list[int], dict[str, Any], int]:
-    """A lower fidelity: the paired target picks first, then the most uncertain above ``lo`` within ``budget``."""
+    """A lower fidelity: the paired target picks first, then the most uncertain above ``lo`` within ``budget``
+    (with ``rng``, strategy random: the others in a uniform random order)."""
     paired_cost = float(sum(costs[i] for i in paired))
     if s is None:
         order, cap = _initial_order(n, skip | set(paired), win.max_per_round, initial, descriptors)
         rep: dict[str, Any] = {"mode": "initial (no model): farthest-point over all candidates"}
         n_out = 0
+    elif rng is not None:
+        order, cap = _random_order(n, skip | set(paired), rng), win.max_per_round
+        rep = {"mode": "random (uniform over unlabeled candidates)", "n_pool": len(order)}
+        n_out = len(split_by_trust(s, win)[2])
     else:
         known, cand, out = split_by_trust(s, win)
         order = sorted((int(i) for i in cand if i not in skip and i not in paired), key=lambda i: (-s[i], i))
@@ -214,6 +243,8 @@ def select(
     exclude: Mapping[str, Sequence[int]] | None = None,
     initial: Mapping[str, int] | None = None,
     fidelities: Sequence[str] | None = None,
+    strategy: Strategy = "uncertainty",
+    seed: int = 0,
 ) -> tuple[Selection, dict[str, Any]]:
     """Pick candidates to label per fidelity.
 
@@ -228,17 +259,28 @@ def select(
         exclude: fidelity -> candidate indices already labeled at that fidelity.
         initial: fidelity -> number of picks without a model (round 0).
         fidelities: names cheapest first, the last is the target (default: mfal.fidelity.DEFAULT).
+        strategy: ``uncertainty`` (trust window, most uncertain + diverse) or ``random`` (uniform picks among
+            the same candidates, same budgets and caps; the baseline).
+        seed: seeds the random picks (strategy random only).
 
     Returns:
         The selection and a JSON-able report (counts per trust region, thresholds, predicted costs, reasons).
     """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy={strategy!r} not in {list(STRATEGIES)}")
     fids = tuple(fidelities) if fidelities is not None else DEFAULT.names
     target = fids[-1]
+    rng = np.random.default_rng(seed) if strategy == "random" else None
     n = len(nsites)
     exclude = {k: set(v) for k, v in (exclude or {}).items()}
     initial = dict(initial or {})
     costs = {f: np.array([cost_models[f].predict(int(a)) for a in nsites]) for f in fids}
-    report: dict[str, Any] = {"n_candidates": n, "budget": dict(budget), "fidelities": {}}
+    report: dict[str, Any] = {
+        "n_candidates": n,
+        "budget": dict(budget),
+        "fidelities": {},
+        "strategy": strategy,
+    }
 
     def score(f: str) -> np.ndarray | None:
         return None if scores is None else np.asarray(scores[f][policy.window(f).score], dtype=float)
@@ -254,6 +296,7 @@ def select(
         initial.get(target),
         descriptors,
         policy.diversity_pool,
+        rng,
     )
     outs = [n_out]
     for f in reversed(fids[:-1]):
@@ -269,6 +312,7 @@ def select(
             paired,
             initial.get(f),
             descriptors,
+            rng,
         )
         outs.append(n_out)
     report["n_out_of_window"] = max(outs)

@@ -6,7 +6,7 @@ Budgets are in core-hours in the YAML (status and RoundDocs report core-seconds)
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -71,6 +71,16 @@ class CampaignConfig(_Strict):
 
     name: str = Field(min_length=1, description="campaign name (stored in every FrameDoc/RoundDoc)")
     seed: int = 0
+    strategy: Literal["uncertainty", "random"] = Field(
+        "uncertainty",
+        description="select step: most uncertain + diverse picks, or uniform random picks (seeded by seed + "
+        "round) among the same candidates under the same budgets and caps (a baseline)",
+    )
+    allow_teacher_warm_start: bool = Field(
+        False,
+        description="allow train.pretrained_version equal to the HF teacher's model (the model would start "
+        "from the labels' own potential: nothing left to learn)",
+    )
     fidelities: Fidelities = Field(default_factory=Fidelities, description="fidelity names, cheapest first")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N for scoring and MD")
     store: dict[str, Any] | str | None = Field(
@@ -138,6 +148,28 @@ class CampaignConfig(_Strict):
             raise ValueError(f"explore.md.fidelity={md!r} not in fidelities {names}")
         return self
 
+    def teacher_warm_start(self) -> str | None:
+        """Why the warm start is refused (it is the HF teacher's own model), or None when it is fine."""
+        high = self.fidelities.high
+        teacher = self.teacher_model(high)
+        if self.allow_teacher_warm_start or self.train.warm_start != "pretrained" or teacher is None:
+            return None
+        if self.train.pretrained_version != teacher:
+            return None
+        return (
+            f"train.pretrained_version={self.train.pretrained_version!r} is the {high} teacher's model "
+            f"(labelers.{high}): the model would start from its own labels; warm-start from another "
+            "(e.g. 'r2scan'), use train.warm_start: scratch, or set allow_teacher_warm_start: true"
+        )
+
+    def teacher_model(self, fidelity: str) -> str | None:
+        """The pretrained CHGNet name behind ``fidelity``'s teacher labeler (None for other labeler kinds)."""
+        spec = self.labelers.get(fidelity)
+        if spec is None or getattr(spec, "kind", None) != "teacher":
+            return None
+        fid = getattr(spec.options, "fidelities", {}).get(fidelity)
+        return getattr(fid, "model", None)
+
     def md_fidelity(self) -> str:
         """The model head that drives exploration MD (default: the target fidelity)."""
         return self.explore.md.fidelity or self.fidelities.high
@@ -162,6 +194,9 @@ def parse_config(raw: Any, path: Path) -> CampaignConfig:
         p = spec.resolved_path(path.parent)
         if p is not None and not p.is_file():
             raise ConfigError(f"{path}: field start_structures.{i}.path: file {str(p)!r} not found")
+    refused = cfg.teacher_warm_start()
+    if refused:
+        raise ConfigError(f"{path}: field {refused}")
     return cfg
 
 

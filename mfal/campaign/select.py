@@ -1,4 +1,5 @@
-"""Select step: candidates to label per fidelity within the round's and the campaign's budget left."""
+"""Select step: candidates to label per fidelity within the round's and the campaign's budget left
+(``strategy: uncertainty`` — trust windows, most uncertain + diverse — or ``random``, the baseline)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,11 @@ def cost_models(c: Campaign) -> dict[str, Any]:
         frames = c.store.query_frames(fidelity=f, campaign=c.name)
         out[f] = prior.updated((fr.cost, fr.nsites) for fr in frames)
     return out
+
+
+def random_seed(campaign_seed: int, r: int) -> int:
+    """Seed of round ``r``'s random picks (strategy random): campaign seed and round."""
+    return campaign_seed * 1000 + r
 
 
 def select_round(root: str | Path, r: int, options: RunOptions | None = None) -> Selection:
@@ -54,6 +60,8 @@ def select_round(root: str | Path, r: int, options: RunOptions | None = None) ->
                 exclude=exclude,
                 initial=cfg.initial.per_fidelity(c.fids),
                 fidelities=names,
+                strategy=cfg.strategy,
+                seed=random_seed(cfg.seed, r),
             )
             report["cost_rate"] = {f: costs[f].rate for f in names}
             sel = Selection(picks={f: [ids[i] for i in picks[f]] for f in names}, report=report)

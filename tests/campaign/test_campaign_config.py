@@ -20,6 +20,39 @@ def test_demo_configs_are_valid():
     assert demo.labelers["lf"].kind == demo.labelers["hf"].kind == "teacher"
     comps = {s.mn_fraction for s in demo.start_structures} | {s.li_fraction for s in demo.start_structures}
     assert comps > {0.0, 1.0}  # Mn-substituted and delithiated starts
+    for name in ("demo.yaml", "smoke.yaml"):  # the demo can show learning: its warm start is neither teacher
+        cfg = load_config(root / name)
+        teachers = {cfg.teacher_model(f) for f in cfg.fidelities.names}
+        assert cfg.train.warm_start == "scratch" or cfg.train.pretrained_version not in teachers
+        assert not cfg.allow_teacher_warm_start
+
+
+def test_warm_start_from_the_hf_teacher_is_refused(tmp_path, make_config, save_config):
+    cfg = make_config(tmp_path)
+    cfg["train"].update(warm_start="pretrained", pretrained_version="0.3.0")  # the default HF teacher's model
+    with pytest.raises(ConfigError) as err:
+        load_config(save_config(tmp_path, cfg))
+    msg = str(err.value)
+    assert "\n" not in msg and "field train.pretrained_version='0.3.0'" in msg and "hf teacher" in msg
+    assert "allow_teacher_warm_start" in msg
+    cfg["allow_teacher_warm_start"] = True
+    assert load_config(save_config(tmp_path, cfg)).allow_teacher_warm_start
+    for train in ({"pretrained_version": "r2scan"}, {"warm_start": "scratch"}):  # not the teacher: fine
+        ok = make_config(tmp_path)
+        ok["train"].update(train)
+        load_config(save_config(tmp_path, ok))
+    other = make_config(tmp_path)  # a teacher pair with another HF model: 0.3.0 is then a fair warm start
+    other["labelers"]["hf"]["options"] = {
+        "fidelities": {
+            "lf": {"model": "0.2.0", "magmoms": False, "cost_ref": 190.0},
+            "hf": {"model": "r2scan", "magmoms": True, "cost_ref": 270.0},
+        }
+    }
+    other["train"]["pretrained_version"] = "0.3.0"
+    load_config(save_config(tmp_path, other))
+    other["train"]["pretrained_version"] = "r2scan"
+    with pytest.raises(ConfigError, match="'r2scan' is the hf teacher"):
+        load_config(save_config(tmp_path, other))
 
 
 @pytest.mark.parametrize(
@@ -37,7 +70,7 @@ def test_demo_configs_are_valid():
     ],
 )
 def test_bad_config_one_line_nothing_run(tmp_path, mfal_cli, mutate, expected, make_config, save_config):
-    cfg = make_config(tmp_path)
+    cfg = make_config(tmp_path, allow_teacher_warm_start=True)
     mutate(cfg)
     path = save_config(tmp_path, cfg, "bad.yaml")
     run_dir = tmp_path / "run"
@@ -69,10 +102,10 @@ def test_python_object_tag_is_refused(tmp_path, mfal_cli, make_config):
 def test_other_config_in_existing_dir_is_refused(tmp_path, make_config, save_config):
     from mfal.campaign.prepare import prepare
 
-    path = save_config(tmp_path, make_config(tmp_path))
+    path = save_config(tmp_path, make_config(tmp_path, allow_teacher_warm_start=True))
     prepare(path, tmp_path / "run")
     assert (tmp_path / "run" / "campaign.yaml").is_file() and (tmp_path / "run" / "state.json").is_file()
     prepare(path, tmp_path / "run")  # same config: resume is fine
-    other = save_config(tmp_path, make_config(tmp_path, seed=99), "other.yaml")
+    other = save_config(tmp_path, make_config(tmp_path, seed=99, allow_teacher_warm_start=True), "other.yaml")
     with pytest.raises(Exception, match="different config.*seed"):
         prepare(other, tmp_path / "run")
