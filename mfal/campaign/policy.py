@@ -1,7 +1,8 @@
 """The rules of a campaign round as small pure functions (no I/O): budget left, failed-label guard, promotion
 gate, stop decision, spent costs and the RoundDoc of a round.
 
-Costs are core-seconds (budgets in the config are core-hours), force errors and uncertainties eV/Å.
+Costs are core-seconds (budgets in the config are core-hours), force errors and uncertainties eV/Å; uncertainties
+are the calibrated spreads of the round's scores (raw ensemble spread × the fidelity's fitted scale).
 """
 
 from __future__ import annotations
@@ -55,10 +56,18 @@ def promote(old_mae: float | None, new_mae: float | None, margin: float) -> bool
 
 
 def mean_uncertainty(scores: RoundScores, fidelity: str, name: str = "force_std_max") -> float | None:
-    """Mean score ``name`` of the candidates at ``fidelity`` (eV/Å); None without a model or candidates."""
+    """Mean score ``name`` of the candidates at ``fidelity`` (calibrated eV/Å for force_std_max: the score step
+    multiplied the raw spread by the fidelity's scale); None without a model or candidates."""
     s = scores.array(fidelity, name)
     s = s[np.isfinite(s)]
     return float(s.mean()) if s.size else None
+
+
+def mean_raw_uncertainty(scores: RoundScores, fidelity: str, name: str = "force_std_max") -> float | None:
+    """Mean uncalibrated score ``name`` (``<name>_raw`` when the scores carry it, eV/Å) at ``fidelity``."""
+    if scores.has_model and f"{name}_raw" in scores.fidelities[fidelity].scores:
+        return mean_uncertainty(scores, fidelity, f"{name}_raw")
+    return mean_uncertainty(scores, fidelity, name)
 
 
 def stop_reason(
@@ -71,8 +80,9 @@ def stop_reason(
     max_rounds: int,
     fidelities: Fidelities,
 ) -> str | None:
-    """Why the campaign stops after round ``r`` (None: go on). In order: the target fidelity's mean uncertainty
-    below ``target``; a fidelity's total budget spent (target first, then the cheaper ones); ``max_rounds``."""
+    """Why the campaign stops after round ``r`` (None: go on). In order: the target fidelity's mean calibrated
+    uncertainty (force_std_max × scale, eV/Å) below ``target``; a fidelity's total budget spent (target first,
+    then the cheaper ones); ``max_rounds``."""
     if uncertainty is not None and target is not None and uncertainty < target:
         return f"{fidelities.high.upper()} uncertainty {uncertainty:.4f} eV/Å below target {target} eV/Å"
     for f in reversed(fidelities.names):
@@ -86,7 +96,8 @@ def stop_reason(
 def fidelity_stats(
     fidelity: str, selection: Selection | None, frames: Sequence[FrameDoc], scores: RoundScores | None
 ) -> FidelityStats:
-    """Counts, cost (core-seconds) and candidate uncertainty (eV/Å) of one fidelity in one round."""
+    """Counts, cost (core-seconds) and candidate uncertainty (calibrated force_std_max, eV/Å) of one fidelity
+    in one round."""
     fr = [x for x in frames if x.fidelity == fidelity]
     stats = FidelityStats(
         n_selected=len(selection.of(fidelity)) if selection else 0,

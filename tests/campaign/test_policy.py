@@ -145,3 +145,19 @@ def test_uncertainty_vs_error_joins_by_structure_id(lifepo4):
     assert std == [0.2] and err == [pytest.approx(0.5)]
     assert uncertainty_vs_error(RoundScores(model=None), [ok], "hf") == ([], [])
     assert calibration(scores, [ok], ("lf", "hf")) == {"lf": None, "hf": None}  # < 3 pairs: no ρ
+
+
+def test_stop_rule_compares_the_calibrated_spread():
+    """The score step multiplies the raw spread by the fidelity's scale (raw kept as force_std_max_raw); the
+    stop rule's uncertainty is the calibrated mean, the raw mean is reported beside it."""
+    from mfal.uncertainty.scores import calibrate_scores
+
+    raw = [0.004, 0.006]  # an under-dispersed ensemble: raw spread below a 0.05 eV/Å target
+    sc = _scores(raw)
+    hf = sc.fidelities["hf"]
+    sc.fidelities["hf"] = hf.model_copy(update={"scores": calibrate_scores(hf.scores, {"forces": 30.0})})
+    assert policy.mean_uncertainty(sc, "hf") == pytest.approx(0.15)
+    assert policy.mean_raw_uncertainty(sc, "hf") == pytest.approx(0.005)
+    assert policy.mean_raw_uncertainty(_scores(raw), "hf") == pytest.approx(0.005)  # scores without _raw
+    assert _stop(uncertainty=policy.mean_uncertainty(sc, "hf"), target=0.05) is None
+    assert _stop(uncertainty=policy.mean_raw_uncertainty(sc, "hf"), target=0.05) is not None
