@@ -9,6 +9,7 @@ from typing import Any
 from mfal.campaign.context import Campaign, progress_bar
 from mfal.campaign.faults import fault_point
 from mfal.fileio import atomic_write_json, read_json
+from mfal.label.provenance import attach_raw_outputs
 from mfal.runopts import RunOptions
 from mfal.store.docs import FrameDoc
 
@@ -17,7 +18,10 @@ def label_round(root: str | Path, r: int, fidelity: str, options: RunOptions | N
     """Label round ``r``'s picks at ``fidelity``; returns counts and the cost (core-seconds).
 
     A label is persisted in its task file (``labels/<fidelity>/<candidate>.json``) before the store write; a
-    rerun finds it there and only writes it to the store, so no finished label is computed twice.
+    rerun finds it there and only writes it to the store, so no finished label is computed twice. Before the
+    task file is written, a DFT label's raw outputs (its ``task_dir``, any status) are bundled into the store's
+    blob store and linked as ``calc["raw_outputs"]`` (:func:`mfal.label.provenance.attach_raw_outputs`), so a
+    resumed step keeps the link and never bundles twice.
     """
     with Campaign(root, options) as c:
         c.fids.check(fidelity)
@@ -54,10 +58,13 @@ def label_round(root: str | Path, r: int, fidelity: str, options: RunOptions | N
                     with open(c.dir.calls_log, "a") as fh:
                         for cid in todo:
                             fh.write(f"{r} {fidelity} {cid}\n")
+                    kept = []
                     for cid, doc in zip(todo, new, strict=True):
+                        doc = attach_raw_outputs(c.store, doc)
                         atomic_write_json(rd.task_path(fidelity, cid), [doc.model_dump(mode="json")])
+                        kept.append(doc)
                         fault_point("after_label")
-                    docs.extend(new)
+                    docs.extend(kept)
                 c.store.upsert_frames(docs)
                 for d in docs:
                     cost += d.cost
