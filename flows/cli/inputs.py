@@ -18,11 +18,19 @@ def inputs(
     ordering: str | None = typer.Option(
         None, "--ordering", help="HF initial moments: fm, afm, afm-a|b|c or a sign string such as +-+-"
     ),
+    magmom_source: str | None = typer.Option(
+        None,
+        "--magmom-source",
+        help="HF |m|: chemistry (oxidation-state high spin), table, oxidation, or model:CHECKPOINT (the "
+        "checkpoint's predicted moments, signs from --ordering)",
+    ),
 ) -> None:
     """One folder per structure (VASP: INCAR, KPOINTS, POSCAR, POTCAR.spec; CP2K: cp2k.inp) and one summary line
     each (ISPIN, +U, MAGMOM or multiplicity), so the settings can be checked before core-hours are spent."""
     from mfal.label.inputs import read_structures, write_inputs
 
     cells = [s for path in structures for s in read_structures(path)]  # every file parsed before anything is written
-    for line in write_inputs(labeler, fidelity, cells, out, ordering=ordering):
+    for line in write_inputs(
+        labeler, fidelity, cells, out, ordering=ordering, magmom_source=magmom_source
+    ):
         typer.echo(line)

@@ -93,12 +93,16 @@ def write_inputs(
     out_dir: str | Path,
     *,
     ordering: str | None = None,
+    magmom_source: str | None = None,
     fidelities: Fidelities = DEFAULT,
 ) -> list[str]:
     """Write the inputs the labeler would run at ``fidelity`` into ``out_dir/NNN_<formula>/``; run nothing.
 
     ``labeler_spec``: a LabelerSpec, its dict (``{kind: vasp, options: {...}}``) or a kind name (vasp, cp2k).
     ``ordering`` overrides the spec's magnetic ordering (fm, afm, afm-a|b|c, or a sign string).
+    ``magmom_source`` overrides the spec's moment source: ``chemistry`` (oxidation-state high spin), ``table``,
+    ``oxidation``, or ``model:CHECKPOINT`` (|m| predicted by that checkpoint's HF moment head, signs from the
+    ordering); a checkpoint that is missing or unreadable is a ConfigError naming the option.
     VASP: INCAR, KPOINTS, POSCAR, POTCAR.spec; CP2K: cp2k.inp (+ BASIS/POTENTIAL references). Returns one line
     per structure, also written to ``out_dir/inputs.txt``.
     """
@@ -118,6 +122,9 @@ def write_inputs(
             raise ConfigError(f"--ordering: {err}") from None
         spec = spec.model_copy(update={"options": spec.options.model_copy(update={"ordering": ordering})})
     validate_structures(structures, spec.kind)
+    if magmom_source is not None:
+        structures, source = _moment_source(magmom_source, structures, fidelity, fidelities)
+        spec = spec.model_copy(update={"options": spec.options.model_copy(update={"magmom_source": source})})
     root = Path(out_dir)
     writer = _write_vasp if spec.kind == "vasp" else _write_cp2k
     lines = []
@@ -127,6 +134,34 @@ def write_inputs(
         lines.append(f"{folder.name}: " + writer(spec.options, fidelity, structure, folder, fidelities))
     atomic_write_text(root / "inputs.txt", "".join(f"{line}\n" for line in lines))
     return lines
+
+
+#: plain --magmom-source values (besides model:CHECKPOINT)
+CHEMISTRY_SOURCES = ("chemistry", "table", "oxidation")
+
+
+def _moment_source(
+    value: str, structures: Sequence[Structure], fidelity: str, fidelities: Fidelities
+) -> tuple[list[Structure], str]:
+    """(structures, source) for ``--magmom-source``: model:CKPT attaches the checkpoint's predicted moments."""
+    from mfal.label.magmoms import attach_predicted, predict_magmoms
+
+    if value in CHEMISTRY_SOURCES:
+        return list(structures), value
+    if not value.startswith("model:") or not value[len("model:") :]:
+        raise ConfigError(
+            f"--magmom-source={value!r}: expected one of {list(CHEMISTRY_SOURCES)} or model:CHECKPOINT"
+        )
+    path = Path(value[len("model:") :]).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"--magmom-source {value}: checkpoint {path} does not exist")
+    if not fidelities.is_magnetic(fidelity):
+        return list(structures), "model"  # no initial moments at a non-magnetic fidelity
+    try:
+        predicted = predict_magmoms(path, structures, fidelity)
+    except DataError as err:
+        raise ConfigError(f"--magmom-source {value}: {err}") from None
+    return [attach_predicted(s, m) for s, m in zip(structures, predicted, strict=True)], "model"
 
 
 def _u_text(u_by_element: dict[str, float]) -> str:
@@ -152,7 +187,7 @@ def _write_vasp(
     species = list(dict.fromkeys(elements))
     u = dict(zip(species, incar.get("LDAUU", [0] * len(species)), strict=False)) if incar.get("LDAU") else {}
     magmom = incar.get("MAGMOM") if int(incar.get("ISPIN", 1)) == 2 else None
-    ordering = f" ordering={record['ordering']}" if record else ""
+    ordering = f" ordering={record['ordering']} source={record['magmom_source']}" if record else ""
     return f"vasp {fidelity} ISPIN={incar.get('ISPIN', 1)} +U {_u_text(u)} MAGMOM={summary(magmom)}{ordering}"
 
 
