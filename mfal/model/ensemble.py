@@ -290,14 +290,34 @@ def readout_ensemble(base: MFCHGNet, k: int, *, seed: int = 0, noise: float = 0.
     members = []
     for _ in range(k):
         member = copy.deepcopy(base)
-        if noise > 0:
-            with torch.no_grad():
-                for name, param in member.named_parameters():
-                    if name.startswith(("readouts.", "mlp.")):
-                        eps = torch.randn(param.shape, generator=gen).to(param.device)
-                        param.add_(eps * noise * param.abs())
+        perturb_readout(member, noise, gen)
         members.append(member)
     ensemble = MFEnsemble(members)
     if k > 1 and not ensemble.shared_trunk:
         raise DataError("readout_ensemble members do not share a trunk (internal error)")
     return ensemble
+
+
+def perturb_readout(model: MFCHGNet, noise: float, generator: torch.Generator | int) -> None:
+    """In place: Gaussian noise of relative size ``noise`` (std = noise × |w| elementwise) on the readout
+    weights (``readouts.*``, ``mlp.*``) of ``model``; ``generator`` a torch Generator or a seed."""
+    if noise <= 0:
+        return
+    gen = generator if isinstance(generator, torch.Generator) else torch.Generator().manual_seed(int(generator))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.startswith(("readouts.", "mlp.")):
+                eps = torch.randn(param.shape, generator=gen).to(param.device)
+                param.add_(eps * noise * param.abs())
+
+
+def head_state(model: MFCHGNet) -> dict[str, torch.Tensor]:
+    """Copies of ``model``'s head tensors (:data:`HEAD_PREFIXES`: readouts, mlp, AtomRef)."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items() if k.startswith(HEAD_PREFIXES)}
+
+
+def freeze_trunk(model: MFCHGNet, frozen: bool = True) -> None:
+    """Set ``requires_grad`` of every parameter outside the heads to ``not frozen`` (heads stay trainable)."""
+    for name, param in model.named_parameters():
+        if not name.startswith(HEAD_PREFIXES):
+            param.requires_grad_(not frozen)

@@ -1,10 +1,15 @@
-"""The one ensemble trainer: K members that differ by seed and bootstrap, for the campaign, ``mfal train`` and
-the benchmarks.
+"""The one ensemble trainer: K members that differ by construction, for the campaign, ``mfal train`` and the
+benchmarks.
 
-Member ``i`` trains with seed ``seed + i`` (shuffling, scratch init, bootstrap) in ``out_dir/member_i``. The
+Member ``i`` trains with seed ``seed + i`` (shuffling, scratch init, bootstrap) in ``out_dir/member_i``; a member
+whose start weights are shared with an earlier member (the pretrained base, a shared warm start) gets a seeded
+relative perturbation of its readout (``member_noise``), so warm-started members do not stay ≈ identical. The
 base model is loaded once (members deep-copy it) and the graphs are built once for all members. Resumable: a
 member whose ``done.json`` names an intact checkpoint is skipped, an interrupted one continues from its
-``train_state.pt``.
+``train_state.pt``. ``kind: heads`` trains one shared trunk and K readout heads (:mod:`mfal.train.heads`).
+
+After training, identical members (one sha256) or a force spread ≈ 0 on a probe batch raise
+:class:`DegenerateEnsembleError` — never a silent zero spread.
 """
 
 from __future__ import annotations
@@ -13,12 +18,12 @@ import copy
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from mfal.errors import ConfigError
+from mfal.errors import ConfigError, MfalError
 from mfal.fileio import atomic_write_json, read_json
 from mfal.store.docs import FrameDoc
 from mfal.train.build import build_model, check_layout, model_from_state
@@ -42,6 +47,35 @@ class EnsembleConfig(BaseModel):
 
     k: int = Field(1, ge=1, description="number of members")
     bootstrap: bool = Field(False, description="each member trains on a bootstrap resample (per fidelity)")
+    kind: Literal["independent", "heads"] = Field(
+        "independent",
+        description="independent: K full models; heads: one shared trunk (trained once) with K readout heads, "
+        "each head trained on its bootstrap with the trunk frozen (scored with one trunk pass)",
+    )
+    head_epochs: int | None = Field(
+        None, ge=1, description="heads: epochs of each extra head on the frozen trunk (None: train.epochs)"
+    )
+    member_noise: float = Field(
+        0.01,
+        ge=0,
+        description="relative Gaussian noise (std = noise × |w|) on the readout of a member whose start weights "
+        "equal an earlier member's (seeded by the member seed); 0 = off",
+    )
+    min_spread: float = Field(
+        1e-4,
+        ge=0,
+        description="eV/Å: a trained ensemble whose max force std on the probe frames is below this is "
+        "degenerate (DegenerateEnsembleError); 0 = only identical weights are an error",
+    )
+
+
+class DegenerateEnsembleError(MfalError):
+    """The trained members are identical (one sha256) or their spread is ≈ 0: uncertainty would be a silent
+    zero."""
+
+
+#: frames of the spread probe (validation frames first, then training frames)
+PROBE_FRAMES = 4
 
 
 def member_dir(out_dir: str | Path, i: int) -> Path:
@@ -146,11 +180,14 @@ def train_ensemble(
     base: list[Any] = []  # the loaded base model (at most one load)
     loaded: dict[str, Any] = {}  # warm-start checkpoints by sha256
     datasets: list[FrameDataset] = []
+    starts_used: set[str] = set()  # start weights already given to an earlier member
 
     def member_config(i: int) -> TrainConfig:
         return config.model_copy(update={"seed": seed + i})
 
     def start_model(i: int, cfg: TrainConfig) -> Any:
+        from mfal.model.ensemble import perturb_readout
+
         if warm_starts is not None:
             path, sha = warm_starts[i % len(warm_starts)]
             if sha not in loaded:
@@ -158,12 +195,17 @@ def train_ensemble(
 
                 loaded[sha] = MFCHGNet.load(path, sha256=sha)
                 check_layout(loaded[sha], cfg, where=f"warm start {path}")
-            return copy.deepcopy(loaded[sha])
-        if cfg.warm_start == "scratch":
+            model, key = copy.deepcopy(loaded[sha]), sha
+        elif cfg.warm_start == "scratch":
             return build_model(cfg)  # seeded random init: members differ from the start
-        if not base:
-            base.append(build_model(cfg))
-        return copy.deepcopy(base[0])
+        else:
+            if not base:
+                base.append(build_model(cfg))
+            model, key = copy.deepcopy(base[0]), "base"
+        if key in starts_used:  # same start as an earlier member: differ by construction
+            perturb_readout(model, ensemble.member_noise, cfg.seed)
+        starts_used.add(key)
+        return model
 
     def prepared(model: Any) -> tuple[FrameDataset, FrameDataset]:
         if not datasets:
@@ -177,6 +219,16 @@ def train_ensemble(
                         )
                     )
         return datasets[0], datasets[1]
+
+    if ensemble.kind == "heads" and k > 1:
+        from mfal.train.heads import train_heads
+
+        results = train_heads(
+            start_model, prepared, config, ensemble, out_dir=out, seed=seed, progress=progress,
+            on_member_done=on_member_done, on_epoch=on_epoch,
+        )
+        check_ensemble(results, datasets, config, ensemble)
+        return results
 
     results: list[TrainResult] = []
     for i in range(k):
@@ -208,9 +260,70 @@ def train_ensemble(
         results.append(res)
         if on_member_done is not None:
             on_member_done(i, res)
-    shas = [r.sha256 for r in results if r.sha256 is not None]
-    if len(shas) >= 2 and len(set(shas)) == 1:
-        log.warning(
-            "all %d ensemble members have identical weights (sha256 %s): the spread is zero", k, shas[0]
-        )
+    check_ensemble(results, datasets, config, ensemble)
     return results
+
+
+def _member_model(res: TrainResult) -> Any:
+    if res.model is not None:
+        return res.model
+    from mfal.model import MFCHGNet
+
+    return MFCHGNet.load(res.checkpoint, sha256=res.sha256)
+
+
+def check_ensemble(
+    results: Sequence[TrainResult],
+    datasets: Sequence[FrameDataset],
+    config: TrainConfig,
+    ensemble: EnsembleConfig,
+) -> float | None:
+    """Raise :class:`DegenerateEnsembleError` if members share a sha256, or if the ensemble's max force std
+    (eV/Å, target fidelity) on up to :data:`PROBE_FRAMES` validation/training frames is below
+    ``ensemble.min_spread``. Returns that probe spread (None for one member or no frames)."""
+    if len(results) < 2:
+        return None
+    shas = [r.sha256 for r in results if r.sha256 is not None]
+    groups: dict[str, int] = {}
+    for sha in shas:
+        groups[sha] = groups.get(sha, 0) + 1
+    worst = max(groups.items(), key=lambda kv: kv[1]) if groups else ("", 1)
+    if worst[1] > 1:
+        raise DegenerateEnsembleError(
+            f"ensemble: {worst[1]} of {len(results)} members have identical weights (sha256 {worst[0][:12]}…): "
+            "they started from the same weights and saw the same frames in the same order (e.g. 1 frame per "
+            "fidelity + bootstrap, the same seed, member_noise 0); add frames, set ensemble.member_noise > 0 "
+            "or use distinct seeds"
+        )
+    probe = _probe(datasets)
+    if probe is None:
+        return None
+    from mfal.model.ensemble import MFEnsemble
+
+    structures, graphs = probe
+    models = [_member_model(r) for r in results]
+    pred = MFEnsemble(models).predict_with_uncertainty(
+        structures, config.target_fidelity, graphs=graphs, batch_size=len(graphs)
+    )
+    spread = float(np.max(pred["force_std_max"]))
+    if not spread >= ensemble.min_spread:  # NaN too
+        raise DegenerateEnsembleError(
+            f"ensemble: the {len(results)} members' force spread on {len(graphs)} probe frames is "
+            f"{spread:.2e} eV/Å < ensemble.min_spread {ensemble.min_spread:.1e}: members are ≈ identical "
+            "(same start, too little data to differ); raise ensemble.member_noise or add frames"
+        )
+    log.info("ensemble: %d members, probe force spread %.3g eV/Å", len(results), spread)
+    return spread
+
+
+def _probe(datasets: Sequence[FrameDataset]) -> tuple[list[Any], list[Any]] | None:
+    """(structures, graphs) of the first :data:`PROBE_FRAMES` frames: validation first, then training."""
+    structures: list[Any] = []
+    graphs: list[Any] = []
+    for ds in reversed(list(datasets)):  # datasets = [train, val]
+        for j in range(len(ds)):
+            if len(graphs) >= PROBE_FRAMES:
+                break
+            graphs.append(ds.graphs[j])
+            structures.append(ds.structures[j] if ds.structures else None)
+    return (structures, graphs) if graphs else None
