@@ -50,6 +50,8 @@ def tiny_config(tmp: Path, **overrides) -> dict:
         },
         "initial": {"n_lf": 2, "n_hf": 2},
         "stop": {"max_rounds": 2},
+        # orchestration tests: the default warm start (CHGNet 0.3.0) is also the HF teacher here
+        "allow_teacher_warm_start": True,
         "ratio_failed": 0.5,
         "promotion_margin": 0.05,
         "validation_fraction": 0.3,

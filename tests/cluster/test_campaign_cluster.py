@@ -35,6 +35,7 @@ trust:
   hf: {lo: 0.0, hi: 5.0, max_per_round: 1}
 initial: {n_lf: 2, n_hf: 2}
 stop: {max_rounds: 2}
+allow_teacher_warm_start: true   # orchestration test: the default warm start is the HF teacher
 """
 
 
