@@ -35,6 +35,7 @@ from pymatgen.core import Structure
 
 from mfal.errors import ConfigError, DataError, LabelError
 from mfal.fidelity import DEFAULT, Fidelities
+from mfal.fileio import atomic_write_text
 from mfal.label.base import validate_structures
 from mfal.label.cp2k_env import check_cp2k_ready
 from mfal.label.cp2k_input import (
@@ -46,8 +47,17 @@ from mfal.label.cp2k_input import (
     write_cp2k_input,
 )
 from mfal.label.cp2k_io import Cp2kOutput, parse_cp2k_output
-from mfal.label.cp2k_run import Attempt, Runner, _assess, _cmd, _nonfinite, run_cp2k_custodian
-from mfal.label.cp2k_settings import Cp2kSettings, default_data_dir
+from mfal.label.cp2k_run import (
+    RESTART_WFN,
+    Attempt,
+    Runner,
+    _assess,
+    _cmd,
+    _nonfinite,
+    latest_wfn,
+    run_cp2k_custodian,
+)
+from mfal.label.cp2k_settings import Cp2kSettings, Rung, default_data_dir
 from mfal.label.quality import QualityConfig, check_frame
 from mfal.store.docs import FrameDoc, make_frame_id
 
@@ -151,7 +161,7 @@ class Cp2kLabeler:
         new = _clean_structure(structure, None)
 
         n_el = electron_count(new, self.settings)
-        if not hf and n_el % 2:
+        if not hf and n_el % 2 and self.settings.odd_restricted == "fail":
             reason = f"odd electron count {n_el} at LF: restricted (RKS) PBE+U needs an even count"
             return FrameDoc.from_structure(
                 new,
@@ -162,33 +172,90 @@ class Cp2kLabeler:
                 status_reason=reason,
                 **common,
             )
+        treatment = self.settings.treatment(n_el, hf)
+        attempts = self._climb(structure, fidelity, task_dir, data_dir, magmoms, hf, treatment)
+        return self._frame(new, fidelity, {**calc, "scf_treatment": treatment}, attempts, magmoms, common)
 
+    def _climb(
+        self,
+        structure: Structure,
+        fidelity: str,
+        task_dir: Path,
+        data_dir: Path,
+        magmoms: Sequence[float] | None,
+        hf: bool,
+        treatment: str,
+    ) -> list[Attempt]:
+        """Run the SCF ladder: next rung after an SCF failure, the same rung from its wavefunction after a
+        wall-time stop (once), stop at the first success, a crash or ``max_attempts``."""
         attempts: list[Attempt] = []
-        for settings in (self.settings, self.settings.retry_settings()):
-            if settings is None:
-                break
+        rungs = self.settings.rungs(treatment)
+        legacy = "retry" in self.settings.model_fields_set  # old single retry: no repeat of a rung
+        i = 0
+        while i < len(rungs) and len(attempts) < self.settings.max_attempts:
+            rung = rungs[i]
+            prev = attempts[-1] if attempts else None
+            again = prev is not None and prev.walltime and prev.rung == rung.name and not legacy
+            wfn_from = (
+                prev.run_dir if prev is not None and (prev.walltime or rung.restart_from_previous) else None
+            )
             run_dir = task_dir / f"attempt{len(attempts)}"
-            if self._finished_before(structure, fidelity, settings, run_dir, magmoms, data_dir, hf):
-                logger.info("cp2k %s: finished run with the same input found, reusing it", run_dir)
-                wall = 0.0
-            else:
-                if run_dir.exists():
-                    shutil.rmtree(run_dir)
-                write_cp2k_input(
-                    structure, fidelity, settings, run_dir, magmoms=magmoms, data_dir=data_dir, magnetic=hf
-                )
-                env = {"OMP_NUM_THREADS": str(settings.omp_threads)}
-                logger.info("cp2k %s %s -> %s", fidelity, new.composition.reduced_formula, run_dir)
-                wall = self.runner(run_dir, _cmd(settings), env, settings.wall_time_limit_s + 120.0)
-            att = _assess(run_dir, wall, settings)
+            att = self._run_rung(structure, fidelity, rung, run_dir, data_dir, magmoms, hf, wfn_from)
             attempts.append(att)
-            if not settings.keep_wfn:
-                for fn in run_dir.glob("*.wfn*"):
-                    fn.unlink()
-            if att.crash or not att.retryable or len(attempts) > 1 or not self.settings.retry:
+            if att.crash or not att.retryable:
                 break
-            logger.warning("cp2k %s: %s; retrying with %s", run_dir, att.retryable, self.settings.retry)
-        return self._frame(new, fidelity, calc, attempts, magmoms, common)
+            if att.walltime and not again and not legacy:
+                logger.warning(
+                    "cp2k %s: %s; rung %s again from its wavefunction", run_dir, att.retryable, rung.name
+                )
+                continue
+            i += 1
+            if i < len(rungs):
+                logger.warning("cp2k %s: %s; next rung %s", run_dir, att.retryable, rungs[i].name)
+        if not self.settings.keep_wfn:
+            for att in attempts:
+                for fn in Path(att.run_dir).glob("*.wfn*"):
+                    fn.unlink()
+        return attempts
+
+    def _run_rung(
+        self,
+        structure: Structure,
+        fidelity: str,
+        rung: Rung,
+        run_dir: Path,
+        data_dir: Path,
+        magmoms: Sequence[float] | None,
+        hf: bool,
+        wfn_from: str | None,
+    ) -> Attempt:
+        """One CP2K run of one rung in ``run_dir`` (reused if finished with the same input)."""
+        settings = rung.settings
+        restart = None
+        if self._finished_before(structure, fidelity, settings, run_dir, magmoms, data_dir, hf):
+            logger.info("cp2k %s: finished run with the same input found, reusing it", run_dir)
+            wall = 0.0
+            marker = run_dir / "mfal_restart_from.txt"
+            restart = marker.read_text().strip() or None if marker.is_file() else None
+        else:
+            if run_dir.exists():
+                shutil.rmtree(run_dir)
+            run_dir.mkdir(parents=True)
+            wfn = latest_wfn(Path(wfn_from)) if wfn_from and self.settings.restart_wfn else None
+            if wfn is not None:
+                shutil.copy(wfn, run_dir / RESTART_WFN)
+                restart = str(wfn)
+                atomic_write_text(run_dir / "mfal_restart_from.txt", restart + "\n")
+            write_cp2k_input(
+                structure, fidelity, settings, run_dir, magmoms=magmoms, data_dir=data_dir, magnetic=hf,
+                restart_wfn=RESTART_WFN if wfn is not None else None,
+            )  # fmt: skip
+            env = {"OMP_NUM_THREADS": str(settings.omp_threads)}
+            logger.info("cp2k %s rung %s -> %s", fidelity, rung.name, run_dir)
+            wall = self.runner(run_dir, _cmd(settings), env, settings.wall_time_limit_s + 120.0)
+        att = _assess(run_dir, wall, settings)
+        return att.model_copy(update={"rung": rung.name, "changes": rung.changes, "restart_from": restart,
+                                      "cores": settings.cores})  # fmt: skip
 
     @staticmethod
     def _finished_before(
@@ -213,9 +280,9 @@ class Cp2kLabeler:
                 data_dir=data_dir,
                 magnetic=magnetic,
             )
-            same = (run_dir / "cp2k.inp").is_file() and fresh.read_text() == (
-                run_dir / "cp2k.inp"
-            ).read_text()
+            same = (run_dir / "cp2k.inp").is_file() and _without_restart(
+                fresh.read_text()
+            ) == _without_restart((run_dir / "cp2k.inp").read_text())
         if not same:
             return False
         try:
@@ -233,8 +300,8 @@ class Cp2kLabeler:
         common: dict[str, Any],
     ) -> FrameDoc:
         att = attempts[-1]
-        cost = sum(self._cost(a, s) for a, s in zip(attempts, self._attempt_settings(), strict=False))
-        calc = {**calc, "attempts": len(attempts)}
+        cost = sum(a.cost_core_s for a in attempts)
+        calc = {**calc, "attempts": [a.record() for a in attempts], "scf_rung": att.rung}
         if att.output is not None:
             calc.update(scf_steps=att.output.scf_steps, cp2k_time_s=att.output.cp2k_time_s)
         common = {**common, "task_dir": att.run_dir}
@@ -248,9 +315,7 @@ class Cp2kLabeler:
             raise LabelError(f"{att.run_dir}: no CP2K output and no crash reason")
         # problems the shared gates do not see (non-finite stress, output of another cell or spin treatment)
         hf = self.fidelities.is_magnetic(fidelity)
-        pre = _nonfinite(out) + self._consistency(
-            structure, fidelity, out, self._attempt_settings()[len(attempts) - 1], hf
-        )
+        pre = _nonfinite(out) + self._consistency(structure, fidelity, out, self.settings, hf)
         doc = FrameDoc.from_structure(
             structure, fidelity=fidelity, source="cp2k", calc=calc, cost=cost,
             status="quarantined" if pre else "ok", status_reason="; ".join(pre) or None,
@@ -260,9 +325,10 @@ class Cp2kLabeler:
             **common,
         )  # fmt: skip
         electronic: bool | str = out.scf_converged
-        if att.retryable:  # SCF, step limit or wall time, still failing after the retry (if any)
-            retried = f" after one retry with {self.settings.retry}" if len(attempts) > 1 else ""
-            electronic = att.retryable + retried
+        if att.retryable:  # SCF, step limit or wall time on the last rung tried
+            electronic = att.retryable + _ladder_note(
+                attempts, legacy="retry" in self.settings.model_fields_set
+            )
         status, reason = check_frame(
             doc,
             intended_magmoms=magmoms,
@@ -275,16 +341,6 @@ class Cp2kLabeler:
         if reasons:
             return doc.model_copy(update={"status": "quarantined", "status_reason": "; ".join(reasons)})
         return doc
-
-    def _attempt_settings(self) -> list[Cp2kSettings]:
-        retry = self.settings.retry_settings()
-        return [self.settings] + ([retry] if retry else [])
-
-    @staticmethod
-    def _cost(att: Attempt, settings: Cp2kSettings) -> float:
-        """core-seconds: CP2K's own wall time (or the measured one if CP2K did not print it) × cores."""
-        t = att.output.cp2k_time_s if att.output is not None and att.output.cp2k_time_s else att.wall_s
-        return float(t) * settings.cores
 
     @staticmethod
     def _consistency(
@@ -302,6 +358,20 @@ class Cp2kLabeler:
         if echoed != wanted:
             reasons.append(f"CP2K used U_eff {sorted(echoed)} eV, expected {sorted(wanted)} eV")
         return reasons
+
+
+def _without_restart(text: str) -> str:
+    """cp2k.inp without the restart lines (a reused run may have started from a wavefunction)."""
+    return "\n".join(ln for ln in text.splitlines() if "SCF_GUESS" not in ln and "WFN_RESTART" not in ln)
+
+
+def _ladder_note(attempts: list[Attempt], legacy: bool) -> str:
+    """' after ...' text of a quarantine reason: which retries were tried."""
+    if len(attempts) < 2:
+        return ""
+    if legacy:
+        return f" after one retry with {attempts[-1].changes}"
+    return f" after {len(attempts)} attempts ({', '.join(a.rung for a in attempts)})"
 
 
 __all__ = [

@@ -61,19 +61,53 @@ def _kind_aliases(structure: Structure, element: str) -> list[str]:
     return sorted(k for k in get_unique_site_indices(structure.copy()) if k.split("_")[0] == element)
 
 
-def _override_params(structure: Structure, settings: Cp2kSettings) -> dict[str, Any]:
-    """DFT+U per KIND ([eV] units: CP2K's default unit is Hartree) and Mulliken/Hirshfeld printing."""
+#: CP2K saves the wavefunction every 10 SCF steps (a wall-time or step-limit stop keeps the latest)
+_RESTART_PRINT = {"RESTART": {"BACKUP_COPIES": 0, "EACH": {"QS_SCF": 10}}}
+
+
+def _override_params(
+    structure: Structure,
+    settings: Cp2kSettings,
+    *,
+    roks: bool = False,
+    restart_wfn: str | None = None,
+) -> dict[str, Any]:
+    """DFT+U per KIND ([eV] units: CP2K's default unit is Hartree), Mulliken/Hirshfeld printing, SCF extras.
+
+    ``roks``: restricted open-shell (CP2K aborts on ROKS + OT without ROTATION, and on ROTATION + FULL_ALL, both
+    measured: the preconditioner becomes FULL_SINGLE_INVERSE). ``restart_wfn``: start from this wavefunction.
+    """
     dft: dict[str, Any] = {"PRINT": {"MULLIKEN": {}, "HIRSHFELD": {}}}
     subsys: dict[str, Any] = {}
     for el, u in settings.hubbard_u.items():
         if el not in structure.symbol_set or u == 0:
             continue
+        plus_u: dict[str, Any] = {"L": 2, "U_MINUS_J": f"[eV] {u}"}
+        if settings.u_ramping_ev:
+            plus_u.update(U_RAMPING=f"[eV] {settings.u_ramping_ev}", EPS_U_RAMPING=1e-3)
         for alias in _kind_aliases(structure, el):
-            subsys[alias] = {"DFT_PLUS_U": {"L": 2, "U_MINUS_J": f"[eV] {u}"}}
+            subsys[alias] = {"DFT_PLUS_U": plus_u}
     if subsys:
         dft["PLUS_U_METHOD"] = settings.plus_u_method
-    if not settings.ot:  # pymatgen writes MAX_SCF 400 for diagonalisation, whatever max_scf says
-        dft["SCF"] = {"MAX_SCF": settings.scf_limit}
+    scf: dict[str, Any] = {"PRINT": _RESTART_PRINT}
+    if settings.ot:
+        scf["OT"] = {"LINESEARCH": settings.ot_linesearch}
+        if roks:
+            scf["OT"]["ROTATION"] = True
+            if settings.ot_preconditioner == "FULL_ALL":
+                scf["OT"]["PRECONDITIONER"] = "FULL_SINGLE_INVERSE"
+    else:  # pymatgen writes MAX_SCF 400 for diagonalisation, whatever max_scf says
+        scf["MAX_SCF"] = settings.scf_limit
+        scf["MIXING"] = {"METHOD": settings.mixing_method, "ALPHA": settings.mixing_alpha,
+                         "BETA": settings.mixing_beta, "NBUFFER": settings.mixing_nbuffer}  # fmt: skip
+        if settings.added_mos:
+            scf["ADDED_MOS"] = settings.added_mos
+    if restart_wfn:
+        scf["SCF_GUESS"] = "RESTART"
+        dft["WFN_RESTART_FILE_NAME"] = restart_wfn
+    if roks:
+        dft["ROKS"] = True
+    dft["SCF"] = scf
     return {
         "FORCE_EVAL": {"DFT": dft, "SUBSYS": subsys},
         "GLOBAL": {"WALLTIME": _hhmmss(settings.wall_time_limit_s)},
@@ -138,10 +172,13 @@ def write_cp2k_input(
     magmoms: Sequence[float] | None = None,
     data_dir: Path | None = None,
     magnetic: bool | None = None,
+    restart_wfn: str | None = None,
 ) -> Path:
-    """Write ``run_dir/cp2k.inp`` for one LF (RKS) or HF (UKS, MAGNETIZATION per KIND) single point.
+    """Write ``run_dir/cp2k.inp`` for one LF (RKS; ROKS doublet if the electron count is odd) or HF (UKS,
+    MAGNETIZATION per KIND) single point.
 
     ``magnetic``: spin-polarized (UKS); default: ``fidelity`` is one of the default magnetic fidelities.
+    ``restart_wfn``: wavefunction file (in ``run_dir``) the SCF starts from.
     """
     from pymatgen.io.cp2k.sets import StaticSet
 
@@ -149,7 +186,9 @@ def write_cp2k_input(
     if hf and magmoms is None:
         magmoms = initial_magmoms(structure, settings)
     s = _clean_structure(structure, magmoms if hf else None)
-    mult = multiplicity(electron_count(s, settings), magmoms) if hf else 1
+    n_el = electron_count(s, settings)
+    roks = not hf and n_el % 2 == 1 and settings.odd_restricted == "roks"
+    mult = multiplicity(n_el, magmoms) if hf else (2 if roks else 1)
     data_dir = data_dir or default_data_dir()
     uis = _input_settings(s, settings, spin=hf, mult=mult, data_dir=data_dir)
     # basis/potential are resolved objects: point pymatgen's own data-dir lookup at an empty path
@@ -159,7 +198,7 @@ def write_cp2k_input(
             ci = StaticSet(structure=s, kpoints=None, **uis)  # no k-points: DFT+U is Gamma-only
         except ValueError as err:
             raise ConfigError(f"CP2K input for {s.composition.reduced_formula}: {err}") from err
-    ci.update(_override_params(s, settings))
+    ci.update(_override_params(s, settings, roks=roks, restart_wfn=restart_wfn))
     run_dir.mkdir(parents=True, exist_ok=True)
     ci.write_file("cp2k.inp", str(run_dir))
     return run_dir / "cp2k.inp"

@@ -7,6 +7,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -49,8 +50,18 @@ def _cmd(settings: Cp2kSettings) -> list[str]:
     return [settings.cp2k_exe]
 
 
+#: name of the wavefunction a restarted attempt starts from (copied into its run dir)
+RESTART_WFN = "mfal-restart.wfn"
+
+
+def latest_wfn(run_dir: Path) -> Path | None:
+    """The newest CP2K wavefunction restart file (``*-RESTART.wfn``) in ``run_dir``, or None."""
+    files = sorted(run_dir.glob("*-RESTART.wfn"), key=lambda f: f.stat().st_mtime)
+    return files[-1] if files else None
+
+
 class Attempt(BaseModel):
-    """Outcome of one CP2K run of one frame."""
+    """Outcome of one CP2K run of one frame (one rung of the SCF ladder)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -60,6 +71,39 @@ class Attempt(BaseModel):
     killed: bool = False
     crash: str | None = Field(None, description="why no usable output: CP2K abort text or output tail")
     retryable: str | None = Field(None, description="SCF/step-limit/wall-time reason that a retry may fix")
+    walltime: bool = Field(False, description="stopped by the wall-time limit (CP2K's or ours)")
+    rung: str = Field("base", description="name of the SCF rung run")
+    changes: dict[str, Any] = Field(default_factory=dict, description="settings the rung changed")
+    restart_from: str | None = Field(None, description="wavefunction file the SCF started from")
+    cores: int = 1
+    custodian: list[str] = Field(
+        default_factory=list, description="custodian CP2K handlers whose check() fired on this output"
+    )
+
+    @property
+    def cost_core_s(self) -> float:
+        """core-seconds: CP2K's own wall time (or the measured one if CP2K did not print it) × cores."""
+        out = self.output
+        t = out.cp2k_time_s if out is not None and out.cp2k_time_s else self.wall_s
+        return float(t) * self.cores
+
+    def record(self) -> dict[str, Any]:
+        """JSON-able summary for ``FrameDoc.calc['attempts']`` (rung, outcome, reason, SCF steps, cost)."""
+        out = self.output
+        ok = not self.crash and not self.retryable
+        return {
+            "rung": self.rung,
+            "changes": self.changes,
+            "status": "ok" if ok else ("crash" if self.crash else "retryable"),
+            "reason": (self.crash or self.retryable or "")[-300:] or None,
+            "scf_steps": out.scf_steps if out is not None else None,
+            "cp2k_time_s": out.cp2k_time_s if out is not None else None,
+            "wall_s": round(self.wall_s, 2),
+            "cost_core_s": round(self.cost_core_s, 2),
+            "restart_from": self.restart_from,
+            "custodian": self.custodian,
+            "run_dir": self.run_dir,
+        }
 
 
 def _assess(run_dir: Path, wall_s: float, settings: Cp2kSettings) -> Attempt:
@@ -71,8 +115,10 @@ def _assess(run_dir: Path, wall_s: float, settings: Cp2kSettings) -> Attempt:
             run_dir=str(run_dir), wall_s=wall_s, killed=killed, crash=f"{err}; {error_tail(run_dir)}"
         )
     att = Attempt(run_dir=str(run_dir), output=out, wall_s=wall_s, killed=killed)
+    att.custodian = custodian_checks(run_dir)
     if killed or out.walltime_exceeded:
         att.retryable = f"wall-time limit {settings.wall_time_limit_s:.0f} s reached"
+        att.walltime = True
     elif out.error:
         att.crash = f"CP2K aborted: {out.error}"
     elif not out.completed:
@@ -93,3 +139,37 @@ def _nonfinite(out: Cp2kOutput) -> list[str]:
         if value is not None and not np.all(np.isfinite(np.asarray(value, dtype=float))):
             bad.append(f"{name} not finite in {Path(out.path).name}")
     return bad
+
+
+def custodian_checks(run_dir: Path) -> list[str]:
+    """Names of custodian's CP2K handlers whose ``check()`` fires on ``run_dir`` (detection only).
+
+    Used: ``UnconvergedScfErrorHandler`` (SCF not converged) and ``WalltimeHandler`` (CP2K stopped at its
+    WALLTIME). Not run as custodian's correction loop, because mfal's SCF ladder replaces it: the corrections
+    edit cp2k.inp in place (the frame's input would no longer follow from its settings and frame id), each
+    step is not recorded with its cost, and its diagonalisation branch (Broyden α 0.1 → smearing 300 K,
+    ADDED_MOS 1000) oscillated on restricted LMFP cells here. The ladder's OT rungs follow custodian's OT
+    order (DIIS → CG → 3-point line search) and restart from the saved wavefunction as its ``restart()`` does.
+    ``FrozenJobErrorHandler``: our hard timeout (WALLTIME + 120 s) kills a frozen run. ``NumericalPrecision``:
+    EPS_DEFAULT is a setting. A handler that cannot read the output is reported as ``<name>: error``.
+    """
+    import warnings
+
+    from custodian.cp2k.handlers import UnconvergedScfErrorHandler, WalltimeHandler
+
+    fired = []
+    for handler in (
+        UnconvergedScfErrorHandler(output_file="cp2k.out"),
+        WalltimeHandler(output_file="cp2k.out"),
+    ):
+        name = type(handler).__name__
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "at least one unconverged SCF cycle": what we ask
+                hit = handler.check(str(run_dir))
+            if hit:
+                fired.append(name)
+        except Exception as err:  # noqa: BLE001 - pymatgen's parser may choke on an output we can read
+            logger.debug("custodian %s on %s: %s", name, run_dir, err)
+            fired.append(f"{name}: error")
+    return fired

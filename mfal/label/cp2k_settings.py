@@ -23,6 +23,49 @@ GTH_VALENCE: dict[str, int] = {
 }  # fmt: skip
 
 
+#: spin treatments a rung ladder exists for: restricted = RKS (even electron count at a non-magnetic fidelity),
+#: open_shell = ROKS doublet (odd count at a non-magnetic fidelity), unrestricted = UKS (magnetic fidelity)
+TREATMENTS = ("restricted", "open_shell", "unrestricted")
+_CG = {"ot_minimizer": "CG", "ot_linesearch": "3PNT"}
+#: SCF fallbacks measured on 28-atom LMFP cells (mfal/data/science/README.md, "SCF settings tried"): OT is
+#: variational and converges monotonically where diagonalisation + smearing oscillated by ~1 Ha; DIIS is the
+#: fastest while it works (LiFePO4 ≈ 55 steps), CG + 3-point line search continues from DIIS's wavefunction
+#: when DIIS stalls (Mn/delithiated cells). Smearing stays as the last rung (a metal needs it).
+DEFAULT_LADDER: dict[str, list[dict[str, Any]]] = {
+    "restricted": [
+        {"name": "ot-diis"},  # the base settings (the first set's: LiFePO4 in ≈ 55 steps)
+        {"name": "ot-cg", "restart_from_previous": True, **_CG, "outer_max_scf": 15, "scf_step_limit": 600},
+        {"name": "fd3000-pulay", "ot": False, "smearing_temperature_k": 3000.0, "mixing_method": "PULAY_MIXING",
+         "mixing_alpha": 0.05, "mixing_nbuffer": 10, "added_mos": 60, "max_scf": 300},
+    ],
+    "open_shell": [
+        {"name": "roks-ot-cg", **_CG, "ot_preconditioner": "FULL_SINGLE_INVERSE", "ot_rotation": True,
+         "outer_max_scf": 15, "scf_step_limit": 600},
+        {"name": "fd3000-pulay", "ot": False, "smearing_temperature_k": 3000.0, "mixing_method": "PULAY_MIXING",
+         "mixing_alpha": 0.05, "mixing_nbuffer": 10, "added_mos": 60, "max_scf": 300},
+    ],
+    "unrestricted": [
+        {"name": "ot-diis"},
+        {"name": "ot-cg", "restart_from_previous": True, **_CG, "outer_max_scf": 15, "scf_step_limit": 600},
+        {"name": "ot-cg-uramp", **_CG, "u_ramping_ev": 1.0, "outer_max_scf": 15, "scf_step_limit": 600},
+    ],
+}  # fmt: skip
+#: keys of a rung that are not Cp2kSettings fields, and fields a rung may not change
+RUNG_KEYS = ("name", "restart_from_previous")
+_NOT_IN_RUNG = ("ladder", "retry", "max_attempts", "restart_wfn", "quality")
+
+
+class Rung(BaseModel):
+    """One SCF attempt recipe: its name, whether it starts from the previous attempt's wavefunction, settings."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    name: str
+    restart_from_previous: bool = False
+    changes: dict[str, Any] = Field(default_factory=dict, description="Cp2kSettings fields changed")
+    settings: Any = Field(description="the Cp2kSettings of this rung (base + changes)")
+
+
 def default_data_dir() -> Path:
     """pymatgen CP2K data dir written by scripts/setup-cp2k.sh: ``${MFAL_CP2K_DATA:-~/.cache/mfal/cp2k}/pmg_cp2k_data``."""
     root = os.environ.get("MFAL_CP2K_DATA") or str(Path.home() / ".cache" / "mfal" / "cp2k")
@@ -67,10 +110,44 @@ class Cp2kSettings(BaseModel):
     ot_algorithm: Literal["STRICT", "IRAC"] = "STRICT"
     ot_rotation: bool = False
     ot_energy_gap: float = Field(0.05, description="OT preconditioner gap estimate (Ha)")
+    ot_linesearch: Literal["2PNT", "3PNT", "GOLD"] = Field(
+        "2PNT", description="OT line search (3PNT with CG: never raises the energy)"
+    )
     smearing_temperature_k: float = Field(
         300.0, gt=0, description="Fermi-Dirac smearing (K), diagonalisation only"
     )
-    mixing_alpha: float = Field(0.2, gt=0, le=1, description="Broyden mixing α, diagonalisation only")
+    mixing_method: Literal["BROYDEN_MIXING", "PULAY_MIXING"] = "BROYDEN_MIXING"
+    mixing_alpha: float = Field(0.2, gt=0, le=1, description="density mixing α, diagonalisation only")
+    mixing_beta: float = Field(
+        0.5, gt=0, description="Kerker damping of the mixing (bohr⁻¹), diagonalisation only"
+    )
+    mixing_nbuffer: int = Field(8, ge=1, description="mixing history length, diagonalisation only")
+    added_mos: int = Field(
+        0, ge=-1, description="unoccupied orbitals for smearing (-1: all; 0: pymatgen's default, all)"
+    )
+    u_ramping_ev: float = Field(
+        0.0, ge=0, description="> 0: DFT+U ramped up in steps of this size (eV) once the SCF error < 1e-3"
+    )
+    odd_restricted: Literal["roks", "fail"] = Field(
+        "roks",
+        description="restricted (non-magnetic) fidelity of an odd electron count: roks = restricted open-shell "
+        "doublet (one singly occupied orbital, α and β share all spatial orbitals, so no local moments: the "
+        "closest to RKS; UKS doublet would polarise the d shells, i.e. become an HF-like label); fail = "
+        "status failed without running",
+    )
+    restart_wfn: bool = Field(
+        True,
+        description="a rung after a wall-time stop (or marked restart_from_previous) starts from the "
+        "previous attempt's saved wavefunction (CP2K writes it every 10 SCF steps)",
+    )
+    ladder: dict[str, list[dict[str, Any]]] = Field(
+        default_factory=lambda: {k: [dict(r) for r in v] for k, v in DEFAULT_LADDER.items()},
+        description="SCF fallbacks per spin treatment (restricted: RKS, even electrons; open_shell: ROKS, odd "
+        "electrons at a restricted fidelity; unrestricted: UKS): rungs tried in order, each a 'name', optional "
+        "'restart_from_previous' and changes of these settings; a wall-time stop repeats the rung once from "
+        "the saved wavefunction. Setting 'retry' (old one-retry field) replaces the ladder by [base, retry]",
+    )
+    max_attempts: int = Field(6, ge=1, description="CP2K runs per frame at most (all rungs and repeats)")
     wall_time_limit_s: float = Field(
         3600.0, gt=0, description="CP2K GLOBAL/WALLTIME per calculation (s); killed 120 s after it"
     )
@@ -100,7 +177,8 @@ class Cp2kSettings(BaseModel):
     )
     retry: dict[str, Any] = Field(
         default_factory=lambda: {"ot": False, "max_scf": 200},
-        description="settings changed for the one retry after SCF/step-limit/wall-time failure ({} = no retry)",
+        description="old single retry: only when set explicitly, the SCF ladder is [base settings, base + "
+        "retry] ({} = one attempt, no retry); unset, 'ladder' decides",
     )
     reuse_finished: bool = Field(
         True, description="reuse a completed run of the identical cp2k.inp found in the task dir (resume)"
@@ -136,6 +214,54 @@ class Cp2kSettings(BaseModel):
         if self.retry:
             Cp2kSettings(**{**self.model_dump(exclude={"retry"}), **self.retry, "retry": {}})
         return self
+
+    @model_validator(mode="after")
+    def _check_ladder(self) -> Cp2kSettings:
+        if unknown := sorted(set(self.ladder) - set(TREATMENTS)):
+            raise ValueError(
+                f"ladder: unknown spin treatment(s) {unknown}; expected some of {list(TREATMENTS)}"
+            )
+        for treatment, rungs in self.ladder.items():
+            if not rungs:
+                raise ValueError(f"ladder.{treatment}: no rungs (give at least one, e.g. {{'name': 'base'}})")
+            for i, rung in enumerate(rungs):
+                if "name" not in rung or (bad := [k for k in _NOT_IN_RUNG if k in rung]):
+                    what = "a 'name'" if "name" not in rung else f"no {bad}"
+                    raise ValueError(f"ladder.{treatment}[{i}]: a rung needs {what}")
+        return self
+
+    def treatment(self, n_electrons: int, magnetic: bool) -> str:
+        """Spin treatment of a calculation: unrestricted (magnetic), restricted (even) or open_shell (odd)."""
+        if magnetic:
+            return "unrestricted"
+        return "open_shell" if n_electrons % 2 else "restricted"
+
+    def rungs(self, treatment: str) -> list[Rung]:
+        """The SCF ladder of ``treatment`` (see ``ladder``); ``retry`` set explicitly → [base, base + retry]."""
+        if "retry" in self.model_fields_set:
+            retry = self.retry_settings()
+            out = [Rung(name="base", settings=self._plain())]
+            return out + ([Rung(name="retry", changes=dict(self.retry), settings=retry)] if retry else [])
+        rungs = self.ladder.get(treatment) or [{"name": "base"}]
+        out = []
+        for rung in rungs:
+            changes = {k: v for k, v in rung.items() if k not in RUNG_KEYS}
+            out.append(
+                Rung(
+                    name=str(rung["name"]),
+                    restart_from_previous=bool(rung.get("restart_from_previous", False)),
+                    changes=changes,
+                    settings=self._plain(changes),
+                )
+            )
+        return out
+
+    def _plain(self, changes: dict[str, Any] | None = None) -> Cp2kSettings:
+        """These settings with ``changes`` applied and no ladder/retry of their own (one calculation)."""
+        data = self.model_dump(exclude={"retry", "ladder"})
+        return Cp2kSettings(
+            **{**data, **(changes or {}), "retry": {}, "ladder": {"restricted": [{"name": "-"}]}}
+        )
 
     def retry_settings(self) -> Cp2kSettings | None:
         """The settings of the retry, or None if no retry is configured."""

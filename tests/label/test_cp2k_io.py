@@ -194,7 +194,7 @@ def test_unconverged_is_retried_then_quarantined(tmp_path, test_data, cp2k_ready
     assert "SCF step limit reached (3 steps, limit 3" in doc.status_reason
     assert "after one retry" in doc.status_reason
     assert doc.cost == pytest.approx(2 * 117.228 * 2)  # CP2K's own time × 2 cores, both attempts
-    assert doc.calc["attempts"] == 2 and doc.calc["ispin"] == 1 and doc.round == 2
+    assert len(doc.calc["attempts"]) == 2 and doc.calc["ispin"] == 1 and doc.round == 2
     assert doc.task_dir.endswith("attempt1")
 
 
@@ -242,7 +242,8 @@ def test_wrong_spin_treatment_is_quarantined(tmp_path, test_data, cp2k_ready):
 def test_odd_electrons_at_lf_fail_without_running(tmp_path, cp2k_ready):
     calls: list[Path] = []
     li = Structure(Lattice.cubic(3.44), ["Li", "Li", "H"], [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0, 0]])
-    [doc] = Cp2kLabeler(runner=replay(Path("/nonexistent"), calls)).label([li], "lf", workdir=tmp_path)
+    lab = Cp2kLabeler(odd_restricted="fail", runner=replay(Path("/nonexistent"), calls))
+    [doc] = lab.label([li], "lf", workdir=tmp_path)
     assert calls == [] and doc.status == "failed"
     assert "odd electron count 7" in doc.status_reason and doc.cost == 0.0
 
@@ -293,7 +294,7 @@ def test_run_that_died_midway_is_failed_with_the_tail(tmp_path, test_data, cp2k_
         return 3.0
 
     [doc] = Cp2kLabeler(runner=died).label([feo_afm()], "lf", workdir=tmp_path)
-    assert doc.status == "failed" and doc.calc["attempts"] == 1
+    assert doc.status == "failed" and len(doc.calc["attempts"]) == 1
     assert "did not finish" in doc.status_reason and "Segmentation fault" in doc.status_reason
     assert doc.cost == pytest.approx(3.0 * 2)  # no CP2K timing printed: measured wall time × cores
 
