@@ -1,4 +1,5 @@
-"""Evaluate step: promotion gate, calibration, the round's RoundDoc, state update and the stop decision."""
+"""Evaluate step: promotion gate, per-fidelity calibration of the spread (and the next round's scale), the
+round's RoundDoc, state update and the stop decision (on the calibrated target-fidelity spread, eV/Å)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from mfal.campaign import policy
+from mfal.campaign import policy, recalibrate
 from mfal.campaign.artifacts import Evaluation, RoundScores, TrainOutput
 from mfal.campaign.context import Campaign, now
 from mfal.campaign.faults import fault_point
@@ -57,6 +58,22 @@ def calibration(scores: RoundScores, frames: list[FrameDoc], fidelities: tuple[s
     return {f: calibration_stats(*uncertainty_vs_error(scores, frames, f)).rho for f in fidelities}
 
 
+def _recalibrate(
+    c: Campaign, rd: Any, scores: RoundScores, frames: list[FrameDoc], val: list[FrameDoc], refs: list[Any]
+) -> dict[str, Any]:
+    """Calibration of round ``rd``'s spread per fidelity and quantity on its new labels (pre-label scores) and
+    the validation frames (scored by ``refs``, the ensemble the next round uses); writes ``calibration.json``."""
+    fids = c.fids
+    applied, fitted = recalibrate.load_applied(rd.path, fids)
+    sources = {"labeled": (scores, frames)}
+    ok_val = [f for f in val if f.status == "ok"]
+    if ok_val and refs:
+        sources["validation"] = (recalibrate.score_frames(c.ensemble(refs), ok_val, fids), ok_val)
+    stats, scale, counts = recalibrate.round_calibration(fids, applied, sources)
+    now_fitted = {f: {q: fitted[f][q] or stats[f][q].scale is not None for q in stats[f]} for f in stats}
+    return recalibrate.save_calibration(rd.path, stats, scale, now_fitted, counts)
+
+
 def evaluate_round(
     root: str | Path, r: int, train_out: TrainOutput, options: RunOptions | None = None
 ) -> Evaluation:
@@ -87,11 +104,14 @@ def evaluate_round(
         new_mae = force_mae(c.ensemble(train_out.checkpoints).members, val, fids.high)
         old_mae = force_mae(c.ensemble(c.state.checkpoints).members, val, fids.high) if c.state.checkpoints else None
         promoted = policy.promote(old_mae, new_mae, cfg.promotion_margin)
+        next_refs = train_out.checkpoints if promoted or not c.state.checkpoints else c.state.checkpoints
         calib = calibration(artifacts["scores"], frames, fids.names)
+        cal = _recalibrate(c, rd, artifacts["scores"], frames, val, next_refs)
         rd.record_time("evaluate", time.perf_counter() - t0)
+        hf_u = policy.mean_uncertainty(artifacts["scores"], fids.high)
         reason = policy.stop_reason(
             r=r,
-            uncertainty=policy.mean_uncertainty(artifacts["scores"], fids.high),
+            uncertainty=hf_u,
             target=cfg.stop.hf_uncertainty_target,
             spent_s=spent,
             total_h=cfg.budget.total,
@@ -104,6 +124,8 @@ def evaluate_round(
             checkpoints=[ref.model_dump() for ref in train_out.checkpoints],
             promoted=promoted,
             finished_at=now(),
+            calibration=cal["calibration"],
+            uncertainty_scale={f: cal["uncertainty_scale"][f]["forces"] for f in fids.names},
         )
         for f in fids.names:
             rdoc.fidelities[f].calibration_rho = calib[f]
@@ -113,6 +135,12 @@ def evaluate_round(
             "new_hf_force_mae": new_mae,
             "margin": cfg.promotion_margin,
             "promoted": promoted,
+        }
+        rdoc.selection_reason["stop"] = {
+            "hf_uncertainty": hf_u,
+            "hf_uncertainty_raw": policy.mean_raw_uncertainty(artifacts["scores"], fids.high),
+            "target": cfg.stop.hf_uncertainty_target,
+            "unit": "eV/Å (calibrated force_std_max)",
         }
         c.store.upsert_round(rdoc)
         rd.stamp("end")

@@ -56,8 +56,9 @@ def hf_error_curve(status: Mapping[str, Any], path: Path, *, high: str, tag: str
 
 def calibration_plot(points: Mapping[str, Mapping[int, tuple[Sequence[float], Sequence[float]]]], path: Path,
                      *, tag: str = "") -> Path:  # fmt: skip
-    """Per fidelity, predicted force std max vs observed max force error of each round's new labels, with the
-    ideal line (error = std) and Spearman ρ per round in the legend."""
+    """Per fidelity, predicted force std max (calibrated: raw × the round's scale) vs observed max force error
+    of each round's new labels, with the ideal line (error = std) and Spearman ρ and miscalibration area per
+    round in the legend."""
     from mfal.uncertainty.calibration import calibration_stats
 
     plt = _plt()
@@ -68,11 +69,13 @@ def calibration_plot(points: Mapping[str, Mapping[int, tuple[Sequence[float], Se
         for r, (std, err) in sorted(points[fid].items()):
             if not std:
                 continue
-            rho = calibration_stats(std, err).rho
-            ax.scatter(std, err, s=14, label=f"round {r} (ρ = {rho:.2f})" if rho is not None else f"round {r} (ρ: n < 3)")
+            st = calibration_stats(std, err)
+            rho = f"ρ = {st.rho:.2f}" if st.rho is not None else "ρ: n < 3"
+            area = f", area {st.miscalibration_area:.2f}" if st.miscalibration_area is not None else ""
+            ax.scatter(std, err, s=14, label=f"round {r} ({rho}{area})")
             top = max(top, max(std), max(err))
         ax.plot([0, top * 1.05], [0, top * 1.05], "k--", lw=0.8, label="ideal: error = std")
-        ax.set_xlabel(f"{fid.upper()} predicted force std max (eV/Å)")
+        ax.set_xlabel(f"{fid.upper()} predicted force std max, calibrated (eV/Å)")
         ax.set_ylabel("observed max force error (eV/Å)")
         ax.set_title(f"{fid.upper()} calibration{tag}", fontsize=9)
         ax.legend(fontsize=7)

@@ -10,11 +10,41 @@ from mfal.campaign.state import CampaignDir
 from mfal.fileio import atomic_write_text
 
 
+def calibration_row(doc: Any, high: str, fitted: bool) -> dict[str, Any]:
+    """Status keys of a round's calibrated uncertainty at the target fidelity ``high`` (forces, eV/Å).
+
+    ``hf_uncertainty_mean``: mean calibrated force_std_max of the candidates (what the stop rule compares);
+    ``hf_uncertainty_mean_raw``: the same, uncalibrated; ``hf_uncertainty_scale_applied``: the scale the round's
+    scores carried (``hf_uncertainty_calibrated`` False = scale 1, nothing fitted yet, e.g. round 0);
+    ``hf_uncertainty_scale``: the scale fitted this round for the next; ``hf_force_rho`` /
+    ``hf_miscalibration_area`` / ``hf_coverage_1sigma`` / ``hf_coverage_2sigma``: CalibrationStats of the
+    round's new labels plus validation frames; ``calibration``: every fidelity and quantity (RoundDoc).
+    """
+    cal = (doc.calibration if doc else {}) or {}
+    forces = cal.get(high, {}).get("forces", {})
+    stop = (doc.selection_reason.get("stop") if doc else None) or {}
+    fs = doc.fidelities.get(high) if doc else None
+    return {
+        "hf_uncertainty_mean": fs.uncertainty_mean if fs else None,
+        "hf_uncertainty_mean_raw": stop.get("hf_uncertainty_raw"),
+        "hf_uncertainty_calibrated": fitted,
+        "hf_uncertainty_scale_applied": forces.get("scale_applied"),
+        "hf_uncertainty_scale": (doc.uncertainty_scale.get(high) if doc else None),
+        "hf_force_rho": forces.get("rho"),
+        "hf_miscalibration_area": forces.get("miscalibration_area"),
+        "hf_coverage_1sigma": forces.get("coverage_1sigma"),
+        "hf_coverage_2sigma": forces.get("coverage_2sigma"),
+        "calibration": cal,
+    }
+
+
 def campaign_status(root: str | Path) -> dict[str, Any]:
     """``{"state", "campaign", "surrogate", "budget", "rounds": [...]}``; costs core-seconds, MAE eV/Å.
 
-    The per-round keys name the cheapest fidelity ``lf`` and the target ``hf`` (``n_lf_labeled``, ``cost_hf``, …).
+    The per-round keys name the cheapest fidelity ``lf`` and the target ``hf`` (``n_lf_labeled``, ``cost_hf``, …);
+    the calibrated-uncertainty keys are those of :func:`calibration_row`.
     """
+    from mfal.campaign.recalibrate import load_applied
     from mfal.store import open_store
 
     cd = CampaignDir(root)
@@ -47,6 +77,7 @@ def campaign_status(root: str | Path) -> dict[str, Any]:
                 "state": doc.state if doc else "running",
                 "promoted": doc.promoted if doc else None,
                 "stop_reason": doc.stop_reason if doc else None,
+                **calibration_row(doc, high, load_applied(cd.round_dir(r), cfg.fidelities)[1][high]["forces"]),
             }
         )
     return {
@@ -62,6 +93,15 @@ def campaign_status(root: str | Path) -> dict[str, Any]:
     }
 
 
+def _scale(r: dict[str, Any]) -> str:
+    """``applied → fitted`` force-spread scale of a round; ``1 (uncal.)`` when the scores carried no fit."""
+    applied, fitted = r.get("hf_uncertainty_scale_applied"), r.get("hf_uncertainty_scale")
+    if applied is None and fitted is None:
+        return "–"
+    now = "1 (uncal.)" if not r.get("hf_uncertainty_calibrated") else f"{applied:.3g}"
+    return now + (f" → {fitted:.3g}" if fitted is not None else "")
+
+
 def status_table(st: dict[str, Any]) -> Any:
     """A rich Table of :func:`campaign_status`."""
     from rich.table import Table
@@ -73,7 +113,8 @@ def status_table(st: dict[str, Any]) -> Any:
         caption=(
             f"cost in core-seconds (budget per round LF {bpr['lf']:.0f} / HF {bpr['hf']:.0f}; spent "
             f"LF {st['spent'].get('lf', 0):.0f} of {st['budget_total']['lf']:.0f}, HF {st['spent'].get('hf', 0):.0f} "
-            f"of {st['budget_total']['hf']:.0f})"
+            f"of {st['budget_total']['hf']:.0f}); σ scale: applied → fitted for the next round, σ̄: mean calibrated "
+            "HF force std of the candidates, area/1σ cov: miscalibration area and 1σ coverage (0.68 ideal)"
             + (f"; stop: {st['stop_reason']}" if st["stop_reason"] else "")
         ),
     )
@@ -85,6 +126,10 @@ def status_table(st: dict[str, Any]) -> Any:
         "failed",
         "HF F-MAE eV/Å",
         "ρ HF",
+        "σ scale HF",
+        "HF σ̄ eV/Å",
+        "area HF",
+        "1σ cov HF",
         "cost LF",
         "cost HF",
         "state",
@@ -104,6 +149,10 @@ def status_table(st: dict[str, Any]) -> Any:
             str(r["n_failed"]),
             fmt(r["hf_force_mae"]),
             fmt(r["calibration_rho"], "{:.2f}"),
+            _scale(r),
+            fmt(r.get("hf_uncertainty_mean"), "{:.4f}"),
+            fmt(r.get("hf_miscalibration_area"), "{:.2f}"),
+            fmt(r.get("hf_coverage_1sigma"), "{:.2f}"),
             f"{r['cost_lf']:.0f}/{bpr['lf']:.0f}",
             f"{r['cost_hf']:.0f}/{bpr['hf']:.0f}",
             state,
@@ -221,14 +270,16 @@ def make_report(root: str | Path, *, parity: bool = True, html: bool = False) ->
     if st["stop_reason"]:
         lines += [f"Stop reason: {st['stop_reason']}", ""]
     lines += [
-        "| round | candidates | LF ok | HF ok | failed | HF val force MAE (eV/Å) | calibration ρ (HF) | cost LF (core-s) | cost HF (core-s) | state |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| round | candidates | LF ok | HF ok | failed | HF val force MAE (eV/Å) | calibration ρ (HF) | HF σ scale (applied → fitted) | HF mean calibrated σ (eV/Å) | HF miscal. area | HF 1σ / 2σ coverage | cost LF (core-s) | cost HF (core-s) | state |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in st["rounds"]:
         f = lambda x, p=3: "–" if x is None else f"{x:.{p}f}"  # noqa: E731
         lines.append(
             f"| {r['round']} | {r['n_candidates']} | {r['n_lf_labeled']} | {r['n_hf_labeled']} | {r['n_failed']} | "
-            f"{f(r['hf_force_mae'])} | {f(r['calibration_rho'], 2)} | {r['cost_lf']:.0f} | {r['cost_hf']:.0f} | {r['state']} |"
+            f"{f(r['hf_force_mae'])} | {f(r['calibration_rho'], 2)} | {_scale(r)} | {f(r['hf_uncertainty_mean'], 4)} | "
+            f"{f(r['hf_miscalibration_area'], 2)} | {f(r['hf_coverage_1sigma'], 2)} / {f(r['hf_coverage_2sigma'], 2)} | "
+            f"{r['cost_lf']:.0f} | {r['cost_hf']:.0f} | {r['state']} |"
         )
     lines.append("")
     for title, png in images:

@@ -36,8 +36,9 @@ figure img{width:100%;border:1px solid #d0d7de;border-radius:4px} figcaption{fon
 #: figure file name -> caption (what the plot shows and its units)
 FIGURE_CAPTIONS: dict[str, str] = {
     "hf_mae_vs_labels.png": "HF validation force MAE (eV/Å) of the promoted ensemble vs HF labels and HF core-hours",
-    "uncertainty_vs_error.png": "Calibration per round: predicted force std (eV/Å) vs observed max force error "
-    "of the frames just labeled; dashed line = ideal (error = std); ρ = Spearman rank correlation",
+    "uncertainty_vs_error.png": "Calibration per round: predicted (calibrated) force std max (eV/Å) vs observed "
+    "max force error of the frames just labeled; dashed line = ideal (error = std); ρ = Spearman rank correlation, "
+    "area = miscalibration area",
     "parity.png": "Parity per fidelity: ensemble-mean prediction vs DFT/teacher label of the labeled frames",
     "selection.png": "What was selected and why: per round, candidates by uncertainty, picks marked per fidelity",
     "budget.png": "Label budget spent vs planned per fidelity (core-hours)",
@@ -53,6 +54,15 @@ def _img(path: Path) -> str:
     return f"data:image/png;base64,{data}"
 
 
+def _scale(r: Mapping[str, Any]) -> str:
+    """``applied → fitted`` HF force-spread scale; ``1 (uncalibrated)`` before any fit; – in old campaigns."""
+    applied, fitted = r.get("hf_uncertainty_scale_applied"), r.get("hf_uncertainty_scale")
+    if applied is None and fitted is None:
+        return "–"
+    now = f"{applied:.3g}" if r.get("hf_uncertainty_calibrated") else "1 (uncalibrated)"
+    return now + (f" → {fitted:.3g}" if fitted is not None else "")
+
+
 def _round_rows(st: Mapping[str, Any]) -> str:
     bpr = st["budget_per_round"]
     rows = []
@@ -66,6 +76,10 @@ def _round_rows(st: Mapping[str, Any]) -> str:
             str(r["n_failed"]),
             _fmt(r.get("hf_force_mae")),
             _fmt(r.get("calibration_rho"), "{:.2f}"),
+            _scale(r),
+            _fmt(r.get("hf_uncertainty_mean"), "{:.4f}"),
+            _fmt(r.get("hf_miscalibration_area"), "{:.2f}"),
+            f"{_fmt(r.get('hf_coverage_1sigma'), '{:.2f}')} / {_fmt(r.get('hf_coverage_2sigma'), '{:.2f}')}",
             f"{r['cost_lf'] / 3600:.3f} / {bpr['lf'] / 3600:.3f}",
             f"{r['cost_hf'] / 3600:.3f} / {bpr['hf'] / 3600:.3f}",
         ]
@@ -128,7 +142,8 @@ def render_html(
         for p in figures
     )
     cols = (
-        "round", "candidates", "LF ok", "HF ok", "failed", "HF F-MAE (eV/Å)", "ρ HF",
+        "round", "candidates", "LF ok", "HF ok", "failed", "HF F-MAE (eV/Å)", "ρ HF", "HF σ scale",
+        "HF mean σ (eV/Å)", "HF miscal. area", "HF 1σ / 2σ coverage",
         "LF core-h (round / per-round budget)", "HF core-h (round / per-round budget)", "state", "stop reason",
     )  # fmt: skip
     head = "".join(f'<th{" class=l" if c in ("state", "stop reason") else ""}>{html.escape(c)}</th>' for c in cols)
@@ -146,7 +161,12 @@ Budget spent: {html.escape(budget)}.</p>
 </table>
 <p class="meta">HF F-MAE: force MAE of the promoted ensemble on the HF validation frames. ρ HF: Spearman rank
 correlation between the predicted HF force std and the observed max force error of the round's new HF labels
-(1 = uncertainty ranks errors perfectly; – below 3 labels).</p>
+(1 = uncertainty ranks errors perfectly; – below 3 labels). HF σ scale: the factor the raw ensemble force
+spread was multiplied by this round → the factor fitted on this round's new labels and validation frames for the
+next (1 = uncalibrated, before any fit). HF mean σ: mean calibrated force_std_max of the candidates (eV/Å; trust
+windows and the stop rule compare this). Miscal. area: area between the observed and the Gaussian-expected
+fraction of errors within z·σ over all quantile levels (0 = calibrated, 0.5 = worst); coverage: fraction of
+errors within 1σ / 2σ (0.68 / 0.95 ideal).</p>
 <h2>Figures</h2>
 <div class="figs">{figs or "<p>No figures yet (they appear after the first trained round).</p>"}</div>
 <h2>Failed and quarantined labels</h2>

@@ -226,6 +226,18 @@ class RoundDoc(BaseModel):
         default_factory=list, description="ensemble members: {'path' or 'key', 'sha256'}"
     )
     promoted: bool | None = Field(None, description="did the new ensemble pass the validation gate")
+    calibration: dict[str, dict[str, dict[str, Any]]] = Field(
+        default_factory=dict,
+        description="fidelity -> quantity (forces eV/Å, energy eV/atom, moments μB) -> CalibrationStats dict "
+        "(rho, n, miscalibration_area, coverage_1sigma/2sigma, scale, scale_applied) of the round's spread as "
+        "used vs the true errors of its new labels and the validation frames; empty in rounds recorded before "
+        "calibration",
+    )
+    uncertainty_scale: dict[str, float] = Field(
+        default_factory=dict,
+        description="fidelity -> force-spread scale for the next round (calibrated force_std_max = scale × raw, "
+        "eV/Å); 1 = uncalibrated",
+    )
     wall_time: dict[str, float] = Field(default_factory=dict, description="seconds per stage")
     started_at: datetime = Field(default_factory=_utcnow)
     finished_at: datetime | None = None
