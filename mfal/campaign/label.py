@@ -9,6 +9,7 @@ from typing import Any
 from mfal.campaign.context import Campaign, progress_bar
 from mfal.campaign.faults import fault_point
 from mfal.fileio import atomic_write_json, read_json
+from mfal.label.magmoms import attach_scored
 from mfal.label.provenance import attach_raw_outputs
 from mfal.runopts import RunOptions
 from mfal.store.docs import FrameDoc
@@ -21,13 +22,17 @@ def label_round(root: str | Path, r: int, fidelity: str, options: RunOptions | N
     rerun finds it there and only writes it to the store, so no finished label is computed twice. Before the
     task file is written, a DFT label's raw outputs (its ``task_dir``, any status) are bundled into the store's
     blob store and linked as ``calc["raw_outputs"]`` (:func:`mfal.label.provenance.attach_raw_outputs`), so a
-    resumed step keeps the link and never bundles twice.
+    resumed step keeps the link and never bundles twice. For a labeler with ``magmom_source: model`` each pick
+    carries the round's predicted moments at ``fidelity`` (site property ``mfal_predicted_magmom``, μB).
     """
     with Campaign(root, options) as c:
         c.fids.check(fidelity)
         rd = c.round(r)
         picks = rd.selection().of(fidelity)
-        by_id = {s.properties["candidate_id"]: s for s in rd.candidates().structures()}
+        structures = rd.candidates().structures()
+        if getattr(c.config.labelers[fidelity].options, "magmom_source", None) == "model":
+            structures = attach_scored(structures, rd.scores(), fidelity)  # HF-head |m| as mfal_predicted_magmom
+        by_id = {s.properties["candidate_id"]: s for s in structures}
         chunk_size = c.config.labelers[fidelity].chunk_size
         labeler = None
         n_ok = n_failed = n_reused = 0

@@ -134,7 +134,9 @@ def test_failed_label_keeps_its_inputs(tmp_path, make_config, save_config, test_
     assert Incar.from_str(incar.decode())["ISPIN"] == 1
 
 
-def test_quarantined_label_keeps_the_failure_output(tmp_path, make_config, save_config, test_data, monkeypatch):
+def test_quarantined_label_keeps_the_failure_output(
+    tmp_path, make_config, save_config, test_data, monkeypatch
+):
     root, _ = _campaign(tmp_path, make_config, save_config, test_data, picks={"hf"})
     run = tmp_path / "zbrent_run"
     shutil.copytree(test_data / "custodian_failures" / "zbrent", run)
@@ -146,8 +148,13 @@ def test_quarantined_label_keeps_the_failure_output(tmp_path, make_config, save_
         def label(self, structures, fidelity, **kw):
             return [
                 FrameDoc.from_structure(
-                    s, fidelity=fidelity, source="vasp", status="quarantined",
-                    status_reason="custodian: zbrent", task_dir=str(run), campaign=kw["campaign"],
+                    s,
+                    fidelity=fidelity,
+                    source="vasp",
+                    status="quarantined",
+                    status_reason="custodian: zbrent",
+                    task_dir=str(run),
+                    campaign=kw["campaign"],
                     round=kw["round"],
                 )  # fmt: skip
                 for s in structures
@@ -166,3 +173,51 @@ def test_teacher_labels_have_no_bundle(tmp_path, make_config, save_config, test_
     (frame,) = _stored(root)
     assert frame.source == "teacher" and frame.task_dir is None
     assert "raw_outputs" not in frame.calc and bundles == []
+
+
+@pytest.mark.parametrize("source", ["model", "table"])
+def test_model_moments_reach_the_labeler(tmp_path, make_config, save_config, test_data, monkeypatch, source):
+    """``magmom_source: model``: each pick carries the round's HF-head moments (μB) when the labeler sees it."""
+    from mfal.campaign.artifacts import RoundScores
+    from mfal.uncertainty import FidelityScores
+
+    cfg = make_config(
+        tmp_path,
+        labelers={"lf": {"kind": "vasp"}, "hf": {"kind": "vasp", "options": {"magmom_source": source}}},
+    )
+    root = tmp_path / "run"
+    prepare(save_config(tmp_path, cfg), root)
+    s = Poscar.from_file(test_data / "vasp" / HF_GOLDEN / "inputs" / "POSCAR.gz").structure
+    rd = RoundDir(root, 0)
+    rd.save_candidates(Candidates(items=[Candidate(id="c0", origin="golden", structure=s)]))
+    rd.save_selection(Selection(picks={"lf": [], "hf": ["c0"]}))
+    predicted = [0.01 * i for i in range(len(s))]
+    fs = FidelityScores(
+        scores={"force_std_max": [0.2]},
+        energy=[-100.0],
+        forces=[[[0.0, 0.0, 0.0]] * len(s)],
+        magmoms=[predicted],
+    )
+    rd.save_scores(RoundScores(model=["a" * 64], ids=["c0"], fidelities={"hf": fs}))
+    seen = []
+
+    class Stub:
+        """Records what the labeler is given (the real labelers consume mfal_predicted_magmom, tested in
+        tests/label)."""
+
+        def label(self, structures, fidelity, **kw):
+            seen.extend(structures)
+            return [
+                FrameDoc.from_structure(
+                    x, fidelity=fidelity, source="vasp", status="failed", status_reason="stub"
+                )
+                for x in structures
+            ]
+
+    monkeypatch.setattr("mfal.campaign.context.Campaign.labeler", lambda self, f: Stub())
+    label_round(root, 0, "hf")
+    (got,) = seen
+    if source == "model":
+        assert got.site_properties["mfal_predicted_magmom"] == pytest.approx(predicted)
+    else:
+        assert "mfal_predicted_magmom" not in got.site_properties
