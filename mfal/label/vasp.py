@@ -159,7 +159,13 @@ def make_vasp_maker(
         user_incar_settings=incar,
         user_kpoints_settings=dict(user_kpoints_settings) if user_kpoints_settings else None,
     )
-    return MPGGAStaticMaker(name=name or f"mfal {fidelity} static", input_set_generator=generator)
+    # an unconverged run must come back as a task, not an exception (atomate2's default "error"): the quality
+    # gates quarantine it and the SCF retry / spin ladder decide what runs next
+    return MPGGAStaticMaker(
+        name=name or f"mfal {fidelity} static",
+        input_set_generator=generator,
+        stop_children_kwargs={"handle_unsuccessful": True},
+    )
 
 
 def prepare_structure(

@@ -37,9 +37,10 @@ def _rewrite(path, edit):
 
 @pytest.fixture
 def goldens(test_data, tmp_path):
-    """``ok`` (as computed), ``collapsed`` (Mn |m| 3.823 -> 0.412 μB) and ``lower`` (moments +,+,−,−, E − 0.5 eV)."""
+    """``ok`` (as computed), ``collapsed`` (Mn |m| 3.823 -> 0.412 μB), ``lower`` (moments +,+,−,−, E − 0.5 eV) and
+    ``unconverged`` (vasprun NELM 200 -> 20, the run's own SCF step count: SCF at the limit)."""
     root = tmp_path / "golden"
-    for name in ("ok", "collapsed", "lower"):
+    for name in ("ok", "collapsed", "lower", "unconverged"):
         shutil.copytree(test_data / "vasp" / GOLDEN, root / name)
     _rewrite(root / "collapsed" / "outputs" / "OUTCAR.gz", lambda t: t.replace("3.823", "0.412"))
 
@@ -51,6 +52,8 @@ def goldens(test_data, tmp_path):
         return re.sub(r'(<i name="e_(?:fr_energy|wo_entrp|0_energy)">\s*)(-?\d+\.\d+)',
                       lambda m: f"{m.group(1)}{float(m.group(2)) - 0.5:.8f}", t)  # fmt: skip
 
+    _rewrite(root / "unconverged" / "outputs" / "vasprun.xml.gz",
+             lambda t: t.replace('name="NELM">   200<', 'name="NELM">   20<'))  # fmt: skip
     _rewrite(root / "lower" / "outputs" / "OUTCAR.gz", flip)
     _rewrite(root / "lower" / "outputs" / "vasprun.xml.gz", lower)
     return root
@@ -150,6 +153,32 @@ def test_keep_lowest_energy_runs_every_rung_and_keeps_the_lower(harness, mgmn2o4
         assert frame.cost == pytest.approx(2 * COST)
     else:  # the first accepted state ends the ladder
         assert frame.energy == pytest.approx(E_GOLDEN) and len(attempts) == 1 and frame.cost == pytest.approx(COST)
+
+
+def test_unconverged_spin_state_gets_the_scf_retry_then_the_next_ordering(harness, mgmn2o4, tmp_path):
+    """SCF at NELM: one rerun with retry_incar_settings on the same moments, then the next ordering — still with the
+    robust settings (its job is named ``... spin 2 retry``; without them the harness has no golden and it fails)."""
+    harness({"mfal hf static": "unconverged", "mfal hf static retry": "unconverged",
+             "mfal hf static spin 2 retry": "lower"})  # fmt: skip
+    labeler = VaspLabeler(ordering="--++", spin_ladder=["++--"])
+    (frame,) = labeler.label([mgmn2o4], "hf", workdir=tmp_path / "work")
+    assert frame.status == "ok", frame.status_reason
+    attempts = frame.calc["attempts"]
+    assert [(a["ordering"], a["retry_incar"], a["status"]) for a in attempts] == [
+        ("--++", False, "quarantined"), ("--++", True, "quarantined"), ("++--", True, "ok"),
+    ]  # fmt: skip
+    assert "electronic SCF hit NELM=20" in attempts[0]["reason"]
+    assert frame.energy == pytest.approx(E_GOLDEN - 0.5) and frame.cost == pytest.approx(3 * COST)
+
+
+def test_same_start_is_not_run_twice(harness, mgmn2o4, tmp_path):
+    """afm-b of this cell (layers along b: Mn +,+,−,−) is the configured ++-- again: skipped, so the collapse is
+    retried with fm only (rung 3, job ``... spin 3``)."""
+    harness({"mfal hf static": "collapsed", "mfal hf static spin 3": "collapsed"})
+    labeler = VaspLabeler(ordering="++--", spin_ladder=["afm-b", "fm"], max_spin_attempts=3)
+    (frame,) = labeler.label([mgmn2o4], "hf", workdir=tmp_path / "work")
+    assert [a["ordering"] for a in frame.calc["attempts"]] == ["++--", "fm"]
+    assert frame.status == "quarantined" and frame.cost == pytest.approx(2 * COST)
 
 
 def test_spin_problems_classify_the_quality_reasons():
