@@ -3,8 +3,12 @@
 A round = train the ensemble (:func:`mfal.train.ensemble.train_ensemble`), measure it on the HF test set, score
 the unlabeled pool (:func:`mfal.uncertainty.score_candidates`) and pick HF frames (:func:`mfal.acquire.select`,
 most uncertain + farthest-point); the pool is pre-labeled, so "labeling" reveals the picks' labels. The round is
-one function (:data:`RoundFn`): :func:`run_active_learning` only carries the labeled set from round to round,
-so a round of the campaign itself (``mfal.campaign.run_round``, next issue) can be plugged in instead.
+one function (:data:`RoundFn`): :func:`run_active_learning` only carries the labeled set from round to round.
+
+This is pool-based AL (a fixed pre-labeled pool, no exploration). The campaign itself — exploration, the select
+step's ``strategy``, labelers, the promotion gate — is measured round by round through
+``mfal.campaign.round.run_round`` by ``mfal bench al`` (:mod:`mfal.bench.al`); the campaign round does not fit
+:data:`RoundFn` (it explores its own candidates instead of drawing from this pool).
 """
 
 from __future__ import annotations
