@@ -31,6 +31,7 @@ _COMMAND_MODULES = (
     "bench_model",  # mfal bench model
     "bench_campaign",  # mfal bench campaign
     "bench_science",  # mfal bench science
+    "bench_al",  # mfal bench al
 )
 
 for _name in _COMMAND_MODULES:
