@@ -187,7 +187,8 @@ def write_cp2k_input(
         magmoms = initial_magmoms(structure, settings)
     s = _clean_structure(structure, magmoms if hf else None)
     n_el = electron_count(s, settings)
-    roks = not hf and n_el % 2 == 1 and settings.odd_restricted == "roks"
+    # odd count, restricted: ROKS doublet with OT; diagonalisation + smearing takes fractional occupations (RKS)
+    roks = not hf and n_el % 2 == 1 and settings.odd_restricted == "roks" and settings.ot
     mult = multiplicity(n_el, magmoms) if hf else (2 if roks else 1)
     data_dir = data_dir or default_data_dir()
     uis = _input_settings(s, settings, spin=hf, mult=mult, data_dir=data_dir)

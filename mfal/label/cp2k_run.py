@@ -99,7 +99,7 @@ class Attempt(BaseModel):
             "scf_steps": out.scf_steps if out is not None else None,
             "cp2k_time_s": out.cp2k_time_s if out is not None else None,
             "wall_s": round(self.wall_s, 2),
-            "cost_core_s": round(self.cost_core_s, 2),
+            "cost_core_s": round(self.cost_core_s, 3),
             "restart_from": self.restart_from,
             "custodian": self.custodian,
             "run_dir": self.run_dir,

@@ -228,6 +228,9 @@ class Cp2kSettings(BaseModel):
                 if "name" not in rung or (bad := [k for k in _NOT_IN_RUNG if k in rung]):
                     what = "a 'name'" if "name" not in rung else f"no {bad}"
                     raise ValueError(f"ladder.{treatment}[{i}]: a rung needs {what}")
+                unknown = sorted(set(rung) - set(RUNG_KEYS) - set(type(self).model_fields))
+                if unknown:
+                    raise ValueError(f"ladder.{treatment}[{i}]: {unknown} are not CP2K settings fields")
         return self
 
     def treatment(self, n_electrons: int, magnetic: bool) -> str:
