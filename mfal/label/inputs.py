@@ -159,7 +159,7 @@ def _moment_source(
         return list(structures), "model"  # no initial moments at a non-magnetic fidelity
     try:
         predicted = predict_magmoms(path, structures, fidelity)
-    except DataError as err:
+    except (DataError, ConfigError) as err:  # unreadable checkpoint, or a model without a magnetic fidelity
         raise ConfigError(f"--magmom-source {value}: {err}") from None
     return [attach_predicted(s, m) for s, m in zip(structures, predicted, strict=True)], "model"
 

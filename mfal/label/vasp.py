@@ -13,8 +13,6 @@ imports and labels). The makers are plain dataclasses, so ``flows`` can put them
 from __future__ import annotations
 
 import logging
-import re
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -205,30 +203,6 @@ def _plain(structure: Structure) -> Structure:
     return out
 
 
-def _job_error_handler() -> tuple[logging.Handler, list[str]]:
-    """Collect jobflow's 'failed with exception' messages (it logs them instead of raising)."""
-    messages: list[str] = []
-
-    class _Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            msg = record.getMessage()
-            if "failed with exception" in msg:
-                messages.append(msg)
-
-    return _Collect(level=logging.INFO), messages
-
-
-def _exception_message(traceback_text: str) -> str:
-    """The final ``SomeError: message`` of a logged traceback, joined into one line."""
-    lines = traceback_text.strip().splitlines()
-    start = None
-    for i, line in enumerate(lines):
-        if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b", line):
-            start = i
-    tail = lines[start:] if start is not None else lines[-1:]
-    return " ".join(ln.strip() for ln in tail if ln.strip())
-
-
 class VaspLabeler:
     """Labels structures with VASP (atomate2 makers, jobflow run locally)."""
 
@@ -343,38 +317,15 @@ class VaspLabeler:
         record: dict[str, Any],
     ) -> FrameDoc:
         """Run one static job on ``prepared`` with jobflow in a new folder under ``root`` and parse it."""
-        from jobflow import JobStore, run_locally
-        from maggma.stores import MemoryStore
+        from mfal.label.vasp_jobs import run_job
 
         intended = prepared.site_properties.get("magmom")
         common = {**common, "extra_calc": record}
         job = maker.make(prepared)
-        before = set(root.glob("job_*"))
-        jf_log = logging.getLogger("jobflow.managers.local")
-        handler, errors = _job_error_handler()
-        jf_log.addHandler(handler)
-        old_level = jf_log.level
-        jf_log.setLevel(logging.INFO)
-        t0 = time.perf_counter()
-        try:
-            responses = run_locally(
-                job,
-                store=JobStore(MemoryStore()),
-                create_folders=True,
-                root_dir=root,
-                ensure_success=False,
-                log=False,
-            )
-        finally:
-            jf_log.removeHandler(handler)
-            jf_log.setLevel(old_level)
-        wall = time.perf_counter() - t0
-        new_dirs = sorted(set(root.glob("job_*")) - before)
-        job_dir = new_dirs[-1] if new_dirs else None
+        finished, error, wall, job_dir = run_job(job, root)
         common = {**common, "task_dir": str(job_dir) if job_dir else None}
-        if job.uuid not in responses:
-            reason = _exception_message(errors[-1]) if errors else "VASP job did not finish"
-            return self._failed(structure, fidelity, f"VASP job failed: {reason}", wall, common)
+        if not finished:
+            return self._failed(structure, fidelity, f"VASP job failed: {error}", wall, common)
         return self._parse(structure, fidelity, job_dir, intended, wall, common, job.uuid)
 
     def _failed(

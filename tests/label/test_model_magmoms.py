@@ -133,6 +133,20 @@ def test_cli_inputs_model_source_writes_the_predicted_magmom(lifepo4, checkpoint
     assert incar["MAGMOM"][fe[0]] != 4.0 and incar["MAGMOM"][fe[0]] != 5.0  # not a table or oxidation value
 
 
+def test_write_inputs_chemistry_source_and_lf(lifepo4, checkpoint, tmp_path):
+    """chemistry = oxidation-state high spin (Fe2+ 4 μB, table says 5); LF writes no MAGMOM whatever the source."""
+    from mfal.label.inputs import write_inputs
+
+    fe = _fe(lifepo4)
+    (chem,) = write_inputs("vasp", "hf", [lifepo4], tmp_path / "c", ordering="afm", magmom_source="chemistry")
+    (table,) = write_inputs("vasp", "hf", [lifepo4], tmp_path / "t", ordering="afm")
+    incar = Incar.from_file(next((tmp_path / "c").glob("*/INCAR")))
+    assert [incar["MAGMOM"][i] for i in fe] == [4.0, -4.0, 4.0, -4.0] and "source=chemistry" in chem
+    assert "source=table" in table and " -5" in table
+    (lf,) = write_inputs("vasp", "lf", [lifepo4], tmp_path / "l", magmom_source=f"model:{checkpoint}")
+    assert "ISPIN=1" in lf and "MAGMOM=none" in lf
+
+
 @pytest.mark.parametrize("value", ["model:{tmp}/missing.pt", "model:", "magic"])
 def test_cli_inputs_bad_magmom_source_is_one_line_exit_2(lifepo4, tmp_path, value):
     cif = tmp_path / "LiFePO4.cif"
