@@ -1,4 +1,4 @@
-"""mfal CLI commands (module store): ``mfal import`` and ``mfal query``."""
+"""mfal CLI commands (module store): ``mfal import``, ``mfal query`` and ``mfal raw``."""
 
 from __future__ import annotations
 
@@ -194,3 +194,21 @@ def query_cmd(
     console.print(rows)
     if len(shown) < len(frames):
         console.print(f"({len(frames) - len(shown)} more rows; --limit 0 shows all, --format json exports)")
+
+
+@app.command("raw")
+def raw_cmd(
+    frame_id: str = typer.Argument(..., help="frame id (see mfal query)"),
+    out: Path = typer.Option(..., "--out", help="directory to unpack the DFT run's raw outputs into"),
+    store: Path | None = typer.Option(None, "--store", help="store directory or store YAML"),
+    campaign_dir: Path | None = typer.Option(None, "--dir", help=DIR_HELP),
+) -> None:
+    """Unpack the raw DFT outputs (INCAR/OUTCAR/vasprun.xml…, CP2K .inp/.out) kept with a frame's label."""
+    from mfal.label.provenance import fetch_raw_outputs
+    from mfal.store import open_store
+    from mfal.store.config import store_from_options
+
+    cfg = store_from_options(store, campaign_dir)
+    with open_store(cfg, create=False) as fs:
+        files = fetch_raw_outputs(fs, frame_id, out)
+    typer.echo(f"{len(files)} files of frame {frame_id} in {out} (MANIFEST.json lists sizes and sha256)")

@@ -79,7 +79,7 @@ def _bundle(root, frame) -> dict[str, bytes]:
 
 
 def test_hf_label_links_its_outputs_and_a_resume_keeps_the_link(
-    tmp_path, make_config, save_config, test_data, harness, bundles, monkeypatch
+    tmp_path, make_config, save_config, test_data, harness, bundles, monkeypatch, mfal_cli
 ):
     harness({"mfal hf static": HF_GOLDEN}, {"mfal hf static": CHECK})
     root, rd = _campaign(tmp_path, make_config, save_config, test_data, picks={"hf"})
@@ -118,6 +118,10 @@ def test_hf_label_links_its_outputs_and_a_resume_keeps_the_link(
     with open_store(root) as store:
         files = provenance.fetch_raw_outputs(store, frame.frame_id, tmp_path / "back")
     assert (tmp_path / "back" / "OUTCAR.gz").is_file() and files[-1].name == "MANIFEST.json"
+    # and a user gets them back from the command line
+    code, out, err = mfal_cli(["raw", frame.frame_id, "--dir", str(root), "--out", str(tmp_path / "cli")])
+    assert code == 0 and f"of frame {frame.frame_id}" in out, err
+    assert gzip.decompress((tmp_path / "cli" / "OUTCAR.gz").read_bytes()) == golden_outcar
 
 
 def test_failed_label_keeps_its_inputs(tmp_path, make_config, save_config, test_data, harness, bundles):
@@ -167,12 +171,15 @@ def test_quarantined_label_keeps_the_failure_output(
     assert "ZBRENT: fatal error in bracketing" in out
 
 
-def test_teacher_labels_have_no_bundle(tmp_path, make_config, save_config, test_data, bundles):
+def test_teacher_labels_have_no_bundle(tmp_path, make_config, save_config, test_data, bundles, mfal_cli):
     root, _ = _campaign(tmp_path, make_config, save_config, test_data, picks={"hf"}, labeler="teacher")
     assert label_round(root, 0, "hf")["n_ok"] == 1
     (frame,) = _stored(root)
     assert frame.source == "teacher" and frame.task_dir is None
     assert "raw_outputs" not in frame.calc and bundles == []
+    code, _, err = mfal_cli(["raw", frame.frame_id, "--dir", str(root), "--out", str(tmp_path / "x")])
+    assert code == 1 and "no calc.raw_outputs link" in err and "Traceback" not in err
+    assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.parametrize("source", ["model", "table"])
