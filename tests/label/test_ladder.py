@@ -212,3 +212,20 @@ def test_choose_and_next_step():
     assert L.next_step([ok_hi], keep_lowest_energy=True) and not L.next_step([crash], keep_lowest_energy=True)
     assert L.choose([collapse, ok_hi, ok_lo]) == 1 and L.choose([collapse, ok_hi, ok_lo], keep_lowest_energy=True) == 2
     assert L.choose([collapse, crash]) is None and L.total_cost([collapse, crash]) == 2.0
+
+
+def test_ladder_options_are_validated_with_the_campaign_config():
+    from mfal.errors import ConfigError
+    from mfal.label.config import parse_labeler_spec
+
+    spec = parse_labeler_spec({"kind": "vasp", "options": {"magmom_source": "model", "max_spin_attempts": 4,
+                                                           "spin_ladder": ["afm", "+-+-"], "keep_lowest_energy": True}})  # fmt: skip
+    assert spec.options.max_spin_attempts == 4 and spec.options.spin_ladder == ["afm", "+-+-"]
+    with pytest.raises(ConfigError, match="max_spin_attempt: unknown key"):
+        parse_labeler_spec({"kind": "vasp", "options": {"max_spin_attempt": 2}}, where="labelers.hf")
+    with pytest.raises(ConfigError, match="spin_ladder"):
+        parse_labeler_spec({"kind": "vasp", "options": {"spin_ladder": ["ferri"]}})
+    with pytest.raises(ConfigError, match="max_spin_attempts"):
+        parse_labeler_spec({"kind": "vasp", "options": {"max_spin_attempts": 0}})
+    with pytest.raises(ConfigError, match="magmom_source"):
+        parse_labeler_spec({"kind": "vasp", "options": {"magmom_source": "guess"}})
