@@ -101,21 +101,12 @@ def measure_round(
     from mfal.campaign.context import load_ensemble
     from mfal.campaign.state import CampaignDir
     from mfal.store import open_store
-    from mfal.train.evaluate import evaluate
 
     cd = CampaignDir(run)
     cfg, state = load_config(cd.config_path), cd.load_state()
     fids = cfg.fidelities
     members = load_ensemble(run, state.checkpoints).members
-    subsets = {"all": list(test_frames)}
-    subsets["md"] = [f for f, g in zip(test_frames, groups, strict=True) if g.startswith("md")]
-    subsets["iid"] = [f for f, g in zip(test_frames, groups, strict=True) if g == "iid"]
-    test: dict[str, dict[str, float | None]] = {}
-    for name, frames in subsets.items():
-        if not frames:
-            continue
-        per = [evaluate(m, frames, fids.high)[fids.high] for m in members]
-        test[name] = {k: _finite_mean([p[k] for p in per]) for k in METRICS}
+    test = hf_test_errors(members, test_frames, groups, fids.high)
     with open_store(cd.root) as store:
         frames = [f for f in store.query_frames(campaign=cfg.name) if f.round is not None and f.round <= r]
         doc = _round_doc(store, cfg.name, r)
@@ -141,6 +132,55 @@ def measure_round(
     if stability is not None:
         row["md_stability"] = stability(run, state.checkpoints, fids.high)
     return row
+
+
+def hf_test_errors(
+    members: Sequence[Any], test_frames: Sequence[Any], groups: Sequence[str], fidelity: str
+) -> dict:
+    """HF test MAEs (:data:`METRICS`, mean over ``members``) on the ``all``, ``md`` and ``iid`` test frames."""
+    from mfal.train.evaluate import evaluate
+
+    subsets = {"all": list(test_frames)}
+    subsets["md"] = [f for f, g in zip(test_frames, groups, strict=True) if g.startswith("md")]
+    subsets["iid"] = [f for f, g in zip(test_frames, groups, strict=True) if g == "iid"]
+    out: dict[str, dict[str, float | None]] = {}
+    for name, frames in subsets.items():
+        if frames:
+            per = [evaluate(m, frames, fidelity)[fidelity] for m in members]
+            out[name] = {k: _finite_mean([p[k] for p in per]) for k in METRICS}
+    return out
+
+
+def campaign_test_curve(run: str | Path, test_frames: Sequence[Any], groups: Sequence[str]) -> list[dict]:
+    """Per finished round of any campaign directory (e.g. the demo's): the HF test MAEs of the ensemble that
+    round trained (its RoundDoc's checkpoints) and the validation force MAE the campaign recorded (eV/Å)."""
+    from mfal.campaign.artifacts import CheckpointRef
+    from mfal.campaign.config import load_config
+    from mfal.campaign.context import load_ensemble
+    from mfal.campaign.state import CampaignDir
+    from mfal.store import open_store
+
+    cd = CampaignDir(run)
+    cfg = load_config(cd.config_path)
+    with open_store(cd.root) as store:
+        docs = sorted(store.rounds(cfg.name), key=lambda d: d.round)
+    out = []
+    for doc in docs:
+        if not doc.checkpoints:
+            continue
+        refs = [CheckpointRef.model_validate(c) for c in doc.checkpoints]
+        members = load_ensemble(cd.root, refs).members
+        out.append(
+            {
+                "round": doc.round,
+                "n_hf": sum(
+                    d.fidelities[cfg.fidelities.high].n_labeled for d in docs if d.round <= doc.round
+                ),
+                "val_hf_force_mae": doc.fidelities[cfg.fidelities.high].force_mae,
+                "test": hf_test_errors(members, test_frames, groups, cfg.fidelities.high),
+            }
+        )
+    return out
 
 
 def _finite_mean(values: Sequence[float]) -> float | None:
