@@ -24,6 +24,7 @@ from mfal.errors import LabelError
 from mfal.fidelity import DEFAULT, Fidelities
 from mfal.label import ladder as L
 from mfal.label.base import labeler_config, validate_structures
+from mfal.label.handlers import VaspHandlerConfig
 from mfal.label.magmoms import (
     PREDICTED,
     MomentSource,
@@ -103,6 +104,11 @@ class VaspConfig(BaseModel):
         False,
         description="run every rung of the ladder and keep the lowest-energy accepted spin state (all charged)",
     )
+    custodian: VaspHandlerConfig = Field(
+        default_factory=VaspHandlerConfig,
+        description="custodian handlers: names (default atomate2's run_vasp set), options per handler, "
+        "wall_time (s, adds WalltimeHandler)",
+    )
 
     @field_validator("ordering")
     @classmethod
@@ -142,8 +148,12 @@ def make_vasp_maker(
     user_kpoints_settings: Mapping[str, Any] | None = None,
     name: str | None = None,
     fidelities: Fidelities = DEFAULT,
+    handlers: VaspHandlerConfig | None = None,
 ) -> Any:
-    """The atomate2 maker of one fidelity: ``MPGGAStaticMaker`` (HF) or the same with ISPIN=1, no MAGMOM (LF)."""
+    """The atomate2 maker of one fidelity: ``MPGGAStaticMaker`` (HF) or the same with ISPIN=1, no MAGMOM (LF).
+
+    Custodian runs the handler set of ``handlers`` (default: atomate2's ``run_vasp`` set, see
+    :mod:`mfal.label.handlers`)."""
     from atomate2.vasp.jobs.mp import MPGGAStaticMaker
     from pymatgen.io.vasp.sets import MPStaticSet
 
@@ -163,6 +173,7 @@ def make_vasp_maker(
         name=name or f"mfal {fidelity} static",
         input_set_generator=generator,
         stop_children_kwargs={"handle_unsuccessful": True},
+        run_vasp_kwargs=(handlers or VaspHandlerConfig()).run_vasp_kwargs(),
     )
 
 
@@ -227,6 +238,7 @@ class VaspLabeler:
             user_kpoints_settings=self.config.user_kpoints_settings,
             name=name,
             fidelities=self.fidelities,
+            handlers=self.config.custodian,
         )
 
     def label(

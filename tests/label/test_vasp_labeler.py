@@ -198,3 +198,16 @@ def test_no_potcars_is_one_label_error(monkeypatch, tmp_path):
         get_labeler("vasp").label([si, si], "lf", workdir=tmp_path)
     assert "\n" not in str(err.value)
     assert len(list(tmp_path.glob("job_*"))) == 1  # stopped after the first structure
+
+
+def test_makers_run_the_custodian_handler_set_from_the_config():
+    """The maker custodian runs takes mfal's handler set (atomate2's run_vasp defaults) and the configured wall time."""
+    from mfal.label.handlers import DEFAULT_HANDLERS
+    from mfal.label.vasp import VaspConfig, VaspLabeler, make_vasp_maker
+
+    names = [type(h).__name__ for h in make_vasp_maker("hf").run_vasp_kwargs["handlers"]]
+    assert names == list(DEFAULT_HANDLERS)
+    lab = VaspLabeler(config=VaspConfig(custodian={"wall_time": 3600}))
+    handlers = lab.maker("hf").run_vasp_kwargs["handlers"]
+    assert type(handlers[-1]).__name__ == "WalltimeHandler" and handlers[-1].wall_time == 3600
+    assert len(handlers) == len(DEFAULT_HANDLERS) + 1
