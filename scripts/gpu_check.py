@@ -2,7 +2,9 @@
 
 1. model forward (energy eV/atom, forces eV/Å, stress GPa, moments μB) of MF-CHGNet on rattled LiFePO4 cells,
 2. one training epoch on the built-in surrogate frames (same seed, same batches),
-3. one round of ensemble scoring (K = 3 members, both fidelities, graphs built once),
+3. one round of ensemble scoring with the campaign's scorer (``mfal.uncertainty.score_candidates``) of a trained
+   K = 3 shared-trunk heads ensemble (``train_ensemble`` with ``kind: heads``, 1 epoch), both fidelities, graphs
+   built once,
 each on CPU and on the device; prints max |Δ| per quantity, pass/fail against float32 tolerances, and the
 device/CPU wall-time ratios plus MF/CHGNet forward ratio on the device. Exit 1 if any check fails.
 """
@@ -47,8 +49,8 @@ def main() -> int:
 
     from chgnet.model import CHGNet
 
+    from mfal.fidelity import DEFAULT
     from mfal.model import MFCHGNet
-    from mfal.model.ensemble import readout_ensemble
     from mfal.train.example import load_builtin, perturbed_lifepo4
     from mfal.train.trainer import TrainConfig, train_model
 
@@ -61,8 +63,8 @@ def main() -> int:
     cpu = MFCHGNet.from_pretrained("0.3.0")
     gpu = copy.deepcopy(cpu).to(dev)
     graphs = cpu.graphs(cells)
-    t_cpu, p_cpu = _timed(lambda: cpu.predict(cells, "hf", graphs=graphs))
-    t_dev, p_dev = _timed(lambda: gpu.predict(cells, "hf", graphs=graphs))
+    t_cpu, p_cpu = _timed(lambda: cpu.predict(cells, DEFAULT.high, graphs=graphs))
+    t_dev, p_dev = _timed(lambda: gpu.predict(cells, DEFAULT.high, graphs=graphs))
     for key in "efsm":
         d = _max_diff(p_cpu, p_dev, key)
         report.append((f"forward {key}", d, TOL[key]))
@@ -72,8 +74,8 @@ def main() -> int:
 
     # 2. one training epoch, same seed and batches
     frames = load_builtin()  # 48 LF + 24 HF surrogate frames; a small mixed slice keeps it fast
-    lf = [f for f in frames if f.fidelity == "lf"]
-    hf = [f for f in frames if f.fidelity == "hf"]
+    lf = [f for f in frames if f.fidelity == DEFAULT.low]
+    hf = [f for f in frames if f.fidelity == DEFAULT.high]
     train, val = lf[:12] + hf[:6], lf[12:14] + hf[6:8]
     losses = {}
     for name in ("cpu", dev):
@@ -85,17 +87,27 @@ def main() -> int:
     report.append(("train epoch loss", abs(ltr["cpu"] - ltr[dev]) / max(abs(ltr["cpu"]), 1e-12), TOL["loss"]))
     ratios["train epoch device/cpu"] = losses[dev][0] / losses["cpu"][0]
 
-    # 3. one round of ensemble scoring
-    ens_cpu = readout_ensemble(cpu, 3, seed=0, noise=0.05)  # K = 3 members that differ in their readouts
-    ens_dev = copy.deepcopy(ens_cpu)
-    for m in ens_dev.members:
-        m.to(dev)
-    for fid in ("lf", "hf"):
-        t_c, s_c = _timed(lambda f=fid: ens_cpu.predict_with_uncertainty(cells, f, graphs=graphs), repeats=1)
-        t_d, s_d = _timed(lambda f=fid: ens_dev.predict_with_uncertainty(cells, f, graphs=graphs), repeats=1)
-        d = float(np.max(np.abs(np.asarray(s_c["force_std_max"]) - np.asarray(s_d["force_std_max"]))))
+    # 3. one round of ensemble scoring: the campaign's scorer on a trained heads ensemble (shared trunk)
+    from mfal.model import MFEnsemble
+    from mfal.train.ensemble import EnsembleConfig, train_ensemble
+    from mfal.uncertainty import score_candidates
+
+    heads_cfg = TrainConfig(epochs=1, batch_size=8, patience=None, device="cpu", seed=0, threads=None)
+    members = train_ensemble(train, val, heads_cfg, EnsembleConfig(k=3, bootstrap=True, kind="heads"), seed=0)
+    ens_cpu = MFEnsemble([r.model for r in members])
+    if not ens_cpu.shared_trunk:
+        print("gpu-check: the heads ensemble lost its shared trunk")
+        return 1
+    ens_dev = MFEnsemble([copy.deepcopy(m).to(dev) for m in ens_cpu.members])
+    fids = ens_cpu.fidelities
+    t_c, s_c = _timed(lambda: score_candidates(ens_cpu, cells, fids, graphs=graphs), repeats=1)
+    t_d, s_d = _timed(lambda: score_candidates(ens_dev, cells, fids, graphs=graphs), repeats=1)
+    for fid in fids:
+        d = float(np.max(np.abs(s_c[fid].array("force_std_max") - s_d[fid].array("force_std_max"))))
         report.append((f"scoring {fid} force_std_max", d, TOL["score"]))
-        ratios[f"scoring {fid} device/cpu"] = t_d / t_c
+        d = float(np.max(np.abs(s_c[fid].array("energy") - s_d[fid].array("energy")) / len(cells[0])))
+        report.append((f"scoring {fid} energy/atom", d, TOL["e"]))
+    ratios["scoring (all fidelities) device/cpu"] = t_d / t_c
 
     print(f"{'check':32s} {'max |Δ|':>10s} {'tolerance':>10s}  result")
     for name, d, tol in report:

@@ -29,6 +29,7 @@ _COMMAND_MODULES = (
     "campaign",  # mfal run, status, report
     "submit",  # mfal submit, cluster-status, fireworks-config, jobflow-config
     "bench_model",  # mfal bench model
+    "bench_scale",  # mfal bench scale
     "bench_campaign",  # mfal bench campaign
     "bench_science",  # mfal bench science
     "bench_al",  # mfal bench al

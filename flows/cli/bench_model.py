@@ -40,6 +40,7 @@ def bench_model(
     table.add_column("target", justify="right")
     for key in (
         "mf_over_chgnet_forward",
+        "scorer_over_single",
         "ensemble4_over_single",
         "ensemble4_sketch_over_single",
         "train_step_mf_over_chgnet",
@@ -54,7 +55,18 @@ def bench_model(
         table.add_row(
             f"spearman rho force std vs error ({variant}, per frame)", f"{cal['rho_per_frame_max']:.3f}", ""
         )
+    for kind, ratio in result["scorer_by_kind_over_single"].items():
+        table.add_row(f"scorer {kind} / CHGNet forward", f"{ratio['cpu']:.3f}", "")
+    for kind in ("independent", "heads"):
+        for fid, cal in result["ensemble_kinds"][kind]["calibration"].items():
+            rho = cal.get("rho")
+            table.add_row(
+                f"spearman rho force_std_max vs max error ({kind}, {fid}, held-out)",
+                "n/a" if rho is None else f"{rho:.3f}",
+                "",
+            )
     table.add_row("load average start/end", str(result["load_average_start_end"]), "")
     Console().print(table)
+    typer.echo(f"scorer: {result['scorer_method']}")
     typer.echo(result["ensemble4_method"])
     typer.echo(f"sketch: {result['ensemble4_sketch_method']}")

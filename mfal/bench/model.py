@@ -13,6 +13,12 @@ shared, oversubscribed machine wall time measures the scheduler as much as the c
 - calibration of both variants: Spearman rho of predicted force std vs true force error on held-out frames,
   after a tiny fine-tune of each member's readout (trunk frozen, bootstrap of a few training frames) towards a
   *different* pretrained model (CHGNet 0.2.0 with moments) used as the reference "truth" — a surrogate, not DFT;
+- ``scorer_over_single``: **the scorer the campaign uses** — ``mfal.uncertainty.score_candidates`` with K members
+  of the campaign's default ensemble kind (trained by ``train_ensemble`` on teacher frames), both fidelities,
+  energy + forces + moments, graphs built once — / one single-fidelity CHGNet 0.3.0 ``predict_structure``
+  (task "efsm": chgnet has no "efm") of the same cells; the other kind alongside, with calibration of both kinds
+  (Spearman ρ of force_std_max vs the true max force error of held-out teacher-labeled frames,
+  :mod:`mfal.bench.kinds`);
 - ``train_step_mf_over_chgnet``: one Adam step with an E+F+S loss on the same 4-cell batch (graphs prebuilt),
   MFCHGNet on a mixed LF/HF batch / plain CHGNet.
 """
@@ -37,7 +43,35 @@ from mfal.fidelity import HF  # the target fidelity of the default pair (the ben
 
 logger = logging.getLogger(__name__)
 
-TARGETS = {"mf_over_chgnet_forward": 1.05, "ensemble4_over_single": 2.0, "train_step_mf_over_chgnet": 1.10}
+TARGETS = {
+    "mf_over_chgnet_forward": 1.05,
+    "ensemble4_over_single": 2.0,
+    "scorer_over_single": 1.5,
+    "train_step_mf_over_chgnet": 1.10,
+}
+
+
+def campaign_kind() -> str:
+    """The ensemble kind a campaign trains by default (``ensemble.kind`` of the campaign config)."""
+    from mfal.campaign.config import CampaignEnsemble
+
+    return str(CampaignEnsemble().kind)
+
+
+def scorer_timing(cells: list, chgnet: Any, ensembles: dict[str, Any], repeats: int) -> dict[str, Any]:
+    """``score_candidates`` (all fidelities, graphs built once inside) of each ensemble vs one CHGNet
+    ``predict_structure(task="efsm")`` (chgnet has no "efm" task) of the same ``cells``, rotated side by side (see :func:`_timed`)."""
+    from mfal.uncertainty import score_candidates
+
+    n = len(cells)
+    fns: dict[str, Callable[[], Any]] = {
+        "chgnet": lambda: chgnet.predict_structure(cells, task="efsm", batch_size=n)
+    }
+    for kind, ens in ensembles.items():
+        fns[kind] = lambda e=ens: score_candidates(e, cells, e.fidelities, batch_size=n)
+    for fn in fns.values():  # warm-up (allocator, lazy imports)
+        fn()
+    return _timed(fns, "chgnet", repeats)
 
 
 def _rattled_cells(n: int, *, seed: int, amplitudes: tuple[float, float]) -> list:
@@ -136,6 +170,7 @@ def run_model_bench(
     finetune_steps: int = 3,
     seed: int = 0,
     progress: bool = False,
+    scorer_epochs: int = 1,
 ) -> dict[str, Any]:
     """Run the model benchmark (CPU) and return numbers, targets and the run's context (see module docstring)."""
     import torch
@@ -151,7 +186,7 @@ def run_model_bench(
         )
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    stages = ["setup", "forward", "labels+fine-tune", "ensemble", "train step"]
+    stages = ["setup", "forward", "labels+fine-tune", "ensemble", "scorer", "train step"]
     bar = None
     if progress:
         from tqdm import tqdm
@@ -231,7 +266,15 @@ def run_model_bench(
     )
     advance("ensemble")
 
-    # 4. one optimizer step, E+F+S loss, same 4-cell batch, graphs prebuilt
+    # 4. the campaign's scorer (trained ensembles of both kinds) vs one CHGNet forward of the same cells
+    from mfal.bench.kinds import compare_kinds
+
+    kinds, ensembles = compare_kinds(k=k, epochs=scorer_epochs, seed=seed)
+    scorer = scorer_timing(cells, chgnet, ensembles, repeats)
+    default_kind = campaign_kind()
+    advance("scorer")
+
+    # 5. one optimizer step, E+F+S loss, same 4-cell batch, graphs prebuilt
     batch_cells = cells[:4]
     labels = ref_held[:4]
     e_ref = torch.tensor([float(lab["e"]) for lab in labels], dtype=torch.float32)
@@ -305,6 +348,21 @@ def run_model_bench(
             "exact": {key: round(val, 3) for key, val in calib_exact.items()},
             "rho_sketch_vs_exact_per_atom": round(rho_sketch_vs_exact, 3),
         },
+        "scorer_over_single": round(scorer[default_kind]["ratio_cpu"], 3),
+        "scorer_over_single_wall": round(scorer[default_kind]["ratio_wall"], 3),
+        "scorer_kind": default_kind,
+        "scorer_method": f"score_candidates, K={k} members of the campaign's default kind ({default_kind}), "
+        "both fidelities, energy+forces+moments, graphs built once / CHGNet 0.3.0 predict_structure(task=efsm: chgnet has no efm task) "
+        "of the same cells",
+        "scorer_by_kind_over_single": {
+            kind: {"cpu": round(v["ratio_cpu"], 3), "wall": round(v["ratio_wall"], 3)}
+            for kind, v in scorer.items()
+            if kind != "chgnet"
+        },
+        "scorer_cpu_s": {name: round(v["cpu_s"], 2) for name, v in scorer.items()},
+        "scorer_wall_s": {name: round(v["wall_s"], 2) for name, v in scorer.items()},
+        "scorer_calibration": kinds[default_kind]["calibration"],
+        "ensemble_kinds": kinds,
         "train_step_mf_over_chgnet": round(step["mf"]["ratio_cpu"], 3),
         "train_step_mf_over_chgnet_wall": round(step["mf"]["ratio_wall"], 3),
         "train_step_cpu_s": {name: round(v["cpu_s"], 2) for name, v in step.items()},

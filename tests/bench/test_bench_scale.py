@@ -1,0 +1,60 @@
+"""`mfal bench scale` with the tiny preset: every point in its own subprocess, exponents fitted, RSS measured."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from mfal.bench.scale import fit_exponent, lmfp_cells, score_stream
+
+
+def test_fit_exponent_recovers_a_power_law():
+    atoms = [28, 112, 224, 448]
+    assert fit_exponent(atoms, [2e-3 * a**1.3 for a in atoms]) == pytest.approx(1.3)
+    assert fit_exponent([28], [1.0]) is None
+
+
+def test_lmfp_cells_sizes_and_mn():
+    cells = list(lmfp_cells(112, 2))
+    assert [len(c) for c in cells] == [112, 112]
+    symbols = [s.specie.symbol for s in cells[0]]
+    assert symbols.count("Mn") == 4 and symbols.count("Fe") == 12
+
+
+def test_score_stream_equals_one_call(request):
+    """Batches of 2 give the same scores as one score_candidates call (the stream only splits the work)."""
+    from mfal.bench.scale import bench_ensemble
+    from mfal.uncertainty import score_candidates
+
+    ens = bench_ensemble(2, "heads")
+    cells = list(lmfp_cells(28, 3))
+    streamed = score_stream(ens, iter(cells), ens.fidelities, batch=2)
+    whole = score_candidates(ens, cells, ens.fidelities)
+    for fid in ens.fidelities:
+        assert streamed[f"{fid}/force_std_max"] == pytest.approx(whole[fid].array("force_std_max"), rel=1e-4)
+
+
+@pytest.mark.slow
+def test_tiny_preset_cli_json():
+    from flows.cli import app
+
+    result = CliRunner().invoke(app, ["bench", "scale", "--preset", "tiny", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    for key in (
+        "score_atoms_exponent_cpu",
+        "train_atoms_exponent_cpu",
+        "candidates",
+        "rss_peak_mb_max_candidates",
+        "per_pass_over_chgnet",
+        "points",
+        "targets",
+    ):
+        assert key in out
+    assert isinstance(out["score_atoms_exponent_cpu"], float)
+    assert isinstance(out["train_atoms_exponent_cpu"], float)
+    assert out["rss_peak_mb_max_candidates"] > 100  # torch + the model: a real peak RSS, in MB
+    assert all(p["rss_peak_mb"] >= p["rss_setup_mb"] > 0 for p in out["points"])
+    assert out["per_pass_over_chgnet"] > 0
