@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pymatgen.core import Structure
 
 from mfal.errors import ConfigError, LabelError
-from mfal.fidelity import DEFAULT, HF, LF, Fidelities
+from mfal.fidelity import DEFAULT, Fidelities
 from mfal.label.base import labeler_config, validate_structures
 from mfal.label.quality import QualityConfig, check_forces
+from mfal.label.teacher_pairs import DEFAULT_PAIR, PAIRS, LFTransform, scaled, transform_labels
 from mfal.store.docs import FrameDoc, structure_fingerprint
 
 log = logging.getLogger(__name__)
@@ -43,13 +44,30 @@ class TeacherFidelity(BaseModel):
     model: str = Field(description=f"pretrained CHGNet model name, one of {list(KNOWN_MODELS)}")
     magmoms: bool = Field(description="return per-site moments (μB) with the labels")
     cost_ref: float = Field(gt=0, description="cost of one label of the reference cell (core-seconds)")
+    transform: LFTransform = Field(
+        default_factory=LFTransform,
+        description="pure transforms of the model's labels (rescaled cell, bond term, "
+        "energy terms; mfal.label.teacher_pairs)",
+    )
+
+
+#: measured CP2K cost of one 28-atom LiFePO4 label per role (2 cores: LF 95 s, HF 135 s wall)
+_COST_REF = {"low": 2 * 95.0, "high": 2 * 135.0}
+
+
+def pair_fidelities(pair: str, fidelities: Fidelities = DEFAULT) -> dict[str, TeacherFidelity]:
+    """The teacher settings of pair ``pair`` (see :data:`mfal.label.teacher_pairs.PAIRS`) keyed by fidelity name."""
+    if pair not in PAIRS:
+        raise ConfigError(f"teacher pair={pair!r} not in {sorted(PAIRS)}")
+    names = {"low": fidelities.low, "high": fidelities.high}
+    return {
+        names[role]: TeacherFidelity(model=model, magmoms=mag, cost_ref=_COST_REF[role], transform=t)
+        for role, (model, mag, t) in PAIRS[pair].items()
+    }
 
 
 def _default_fidelities() -> dict[str, TeacherFidelity]:
-    return {
-        LF: TeacherFidelity(model="0.2.0", magmoms=False, cost_ref=2 * 95.0),
-        HF: TeacherFidelity(model="0.3.0", magmoms=True, cost_ref=2 * 135.0),
-    }
+    return pair_fidelities(DEFAULT_PAIR)
 
 
 class TeacherConfig(BaseModel):
@@ -57,7 +75,11 @@ class TeacherConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    fidelities: dict[str, TeacherFidelity] = Field(default_factory=_default_fidelities)
+    pair: str = Field(DEFAULT_PAIR, description=f"teacher pair, one of {sorted(PAIRS)} (sets `fidelities`)")
+    fidelities: dict[str, TeacherFidelity] = Field(
+        default_factory=_default_fidelities,
+        description="per fidelity: model, moments, cost, transform (default: those of `pair`)",
+    )
     cost_ref_atoms: int = Field(28, gt=0, description="atom count of the reference cell the costs refer to")
     cost_exponent: float = Field(1.0, ge=0, description="cost ∝ (n_atoms / cost_ref_atoms) ** cost_exponent")
     device: str = Field("cpu", description="auto, cpu or cuda")
@@ -75,6 +97,22 @@ class TeacherConfig(BaseModel):
     )
     fail_rate: float = Field(0.0, ge=0, le=1, description="failure injection: fraction of labels that fail")
     seed: int = Field(0, description="seed of the failure injection (deterministic per structure)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pair(cls, data: Any) -> Any:
+        if (
+            isinstance(data, dict)
+            and "fidelities" not in data
+            and data.get("pair", DEFAULT_PAIR) != DEFAULT_PAIR
+        ):
+            data = {**data, "fidelities": pair_fidelities(str(data["pair"]))}
+        return data
+
+    def hf_model(self, fidelities: Fidelities = DEFAULT) -> str | None:
+        """Model name of the target (HF) fidelity's teacher, None if not configured."""
+        fid = self.fidelities.get(fidelities.high)
+        return fid.model if fid is not None else None
 
 
 @lru_cache(maxsize=4)
@@ -117,13 +155,18 @@ class TeacherLabeler:
     def calc_summary(self, fidelity: str) -> dict[str, Any]:
         """The ``calc`` dict stored with every teacher frame of ``fidelity``."""
         fid = self._fidelity(fidelity)
-        return {
+        calc = {
             "code": "chgnet-teacher",
             "model": fid.model,
             "surrogate": True,
             "magmoms": fid.magmoms,
             "ispin": 2 if fid.magmoms else 1,
         }
+        if (
+            self.config.pair != DEFAULT_PAIR or not fid.transform.identity
+        ):  # default pair: frame ids unchanged
+            calc.update(pair=self.config.pair, transform=fid.transform.model_dump(mode="json"))
+        return calc
 
     def _fidelity(self, fidelity: str) -> TeacherFidelity:
         try:
@@ -185,7 +228,7 @@ class TeacherLabeler:
             reason = self._injected_failure(structure, frame.frame_id, fingerprint)
             if reason is None:
                 try:
-                    graphs.append(model.graph_converter(structure))
+                    graphs.append(model.graph_converter(scaled(structure, fid.transform.cell_scale)))
                     graph_pos.append(i)
                     continue
                 except Exception as err:  # e.g. isolated atoms: no neighbours within the cutoff
@@ -202,15 +245,21 @@ class TeacherLabeler:
             for i, pred in zip(graph_pos, preds, strict=True):
                 structure = structures[i]
                 n = len(structure)
-                forces = np.asarray(pred["f"], dtype=float).reshape(n, 3)
+                energy, forces, stress = transform_labels(
+                    structure,
+                    float(pred["e"]) * n,  # CHGNet predicts eV/atom
+                    np.asarray(pred["f"], dtype=float).reshape(n, 3),
+                    np.asarray(pred["s"], dtype=float).reshape(3, 3),
+                    fid.transform,
+                )
                 status, reason = check_forces(forces, self.config.quality)
                 finite = bool(np.all(np.isfinite(forces)))
                 docs[i] = FrameDoc.from_structure(
                     structure,
                     **common,
-                    energy=float(pred["e"]) * n,  # CHGNet predicts eV/atom
+                    energy=energy,
                     forces=forces if finite else None,
-                    stress=np.asarray(pred["s"], dtype=float).reshape(3, 3) if finite else None,
+                    stress=stress if finite else None,
                     magmoms=np.asarray(pred["m"], dtype=float).reshape(n) if fid.magmoms and finite else None,
                     status=status,
                     status_reason=reason,
