@@ -20,19 +20,29 @@ def build_model(config: TrainConfig) -> Any:
         "components": config.components or "",
         "magnetic_fidelities": tuple(config.magnetic_fidelities),
     }
+    from mfal.model.pretrained import PRETRAINED_FILES
+
     if config.warm_start == "pretrained":
         return MFCHGNet.from_pretrained(version=config.pretrained_version, **kwargs)
+    if config.warm_start in PRETRAINED_FILES:
+        return MFCHGNet.from_pretrained(version=config.warm_start, **kwargs)
     if config.warm_start == "scratch":
         torch.manual_seed(config.seed)
         return MFCHGNet(**kwargs)
     path = Path(config.warm_start)
     if not path.is_file():
         raise ConfigError(
-            f"warm_start={config.warm_start!r}: expected 'pretrained', 'scratch' or an existing checkpoint file"
+            f"warm_start={config.warm_start!r}: expected 'pretrained', 'scratch', a pretrained CHGNet name "
+            f"{list(PRETRAINED_FILES)} or an existing checkpoint file"
         )
     model = MFCHGNet.load(path)
     check_layout(model, config, where=f"warm_start checkpoint {path}")
     return model
+
+
+def warm_start_name(config: TrainConfig) -> str:
+    """The pretrained CHGNet name, checkpoint path or "scratch" a run starts from."""
+    return config.pretrained_version if config.warm_start == "pretrained" else config.warm_start
 
 
 def check_layout(model: Any, config: TrainConfig, *, where: str) -> None:

@@ -34,7 +34,11 @@ class TrainConfig(BaseModel):
     target_fidelity: str = Field(HF, description="fidelity of early stopping and of sf/tl fine-tuning")
     lf_fidelity: str = Field(LF, description="fidelity of the tl pre-training stage")
     components: str | None = Field(None, description='subset of "EMRC" (mf default "EMRC"; sf/tl always "")')
-    warm_start: str = Field("pretrained", description='"pretrained", "scratch" or a model checkpoint path')
+    warm_start: str = Field(
+        "pretrained",
+        description='"pretrained" (CHGNet `pretrained_version`), a pretrained CHGNet name (0.2.0, 0.3.0, r2scan), '
+        '"scratch" or an MFCHGNet checkpoint path',
+    )
     pretrained_version: str = Field("0.3.0", description="CHGNet version of the pretrained warm start")
     epochs: int = Field(20, ge=0, description="maximum epochs (per stage in tl)")
     lr: float = Field(3e-4, gt=0, description="Adam learning rate (3e-4 suits fine-tuning pretrained CHGNet)")
@@ -45,6 +49,19 @@ class TrainConfig(BaseModel):
     loss: LossConfig = Field(default_factory=LossConfig)
     hf_oversample: float = Field(
         1.0, ge=1.0, description="target-fidelity frames appear this many times per epoch (fraction random)"
+    )
+    fidelity_balance: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="per-fidelity loss balance: frame weight ∝ N_f^-this (0: per frame; 1: every fidelity the "
+        "same total weight, so few HF frames are not drowned by many LF frames)",
+    )
+    trunk_lr_factor: float = Field(
+        1.0,
+        gt=0,
+        description="learning rate of the shared trunk = lr × this; readouts and fidelity parameters (E, M, R) "
+        "keep lr (< 1 protects pretrained features)",
     )
     patience: int | None = Field(10, ge=1, description="epochs without improvement before stopping")
     seed: int = Field(0, description="seeds model init (scratch), shuffling and bootstrap")

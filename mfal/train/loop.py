@@ -15,7 +15,7 @@ import numpy as np
 from mfal.train.config import TrainConfig
 from mfal.train.data import FrameDataset
 from mfal.train.evaluate import evaluate
-from mfal.train.loss import MFLoss
+from mfal.train.loss import MFLoss, balance_scale
 from mfal.train.state import state_dict_copy
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,37 @@ def epoch_order(ds: FrameDataset, config: TrainConfig, epoch: int, stage: Stage)
     return [order[i] for i in rng.permutation(len(order))]
 
 
+#: parameter-name prefixes of the heads: readout MLP(s) and the fidelity parameters E and M
+HEAD_PREFIXES = ("readouts.", "mlp.", "fidelity_embedding.", "fidelity_columns.")
+
+
+def param_groups(model: Any, lr: float, trunk_lr_factor: float) -> list[dict[str, Any]]:
+    """Adam parameter groups: heads (readouts, E, M) at ``lr``, the shared trunk at ``lr × trunk_lr_factor``."""
+    heads, trunk = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (heads if name.startswith(HEAD_PREFIXES) else trunk).append(p)
+    groups = [
+        {"params": heads, "lr": lr, "name": "heads"},
+        {"params": trunk, "lr": lr * trunk_lr_factor, "name": "trunk"},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+def cosine_schedule(opt: Any, t_max: int, min_factor: float, last_epoch: int = -1) -> Any:
+    """Cosine decay of every group's lr from its initial value to × ``min_factor`` over ``t_max`` epochs."""
+    import torch
+
+    def factor(epoch: int) -> float:
+        e = min(epoch, t_max)
+        return min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * e / t_max))
+
+    if last_epoch >= 0:
+        for g in opt.param_groups:
+            g.setdefault("initial_lr", g["lr"])
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor, last_epoch=last_epoch)
+
+
 def stop_metric(val: dict[str, dict[str, float]], fidelity: str, train_loss: float) -> tuple[float, str]:
     """Force MAE of ``fidelity`` on validation (meV/Å); falls back to other fidelities, then train loss."""
     if fidelity in val and math.isfinite(val[fidelity]["f_mae_mev_ang"]):
@@ -77,20 +108,23 @@ def run_stage(
     """Train one stage with early stopping; restores the best weights; returns the stage summary."""
     import torch
 
-    loss_fn = MFLoss(config.loss)
+    counts = {f: len(stage.train.indices_of(f)) for f in config.fidelities}
+    loss_fn = MFLoss(config.loss, fidelity_scale=balance_scale(counts, config.fidelity_balance))
     task = loss_fn.task("efsm" if stage.train.has_labels("m") else "efs")
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=stage.lr, weight_decay=config.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(
-        opt, T_max=max(stage.epochs, 1), eta_min=stage.lr * config.min_lr_factor
+    # heads (readouts, E, M) at the stage lr, the shared trunk at lr × trunk_lr_factor
+    opt = torch.optim.Adam(
+        param_groups(model, stage.lr, config.trunk_lr_factor), weight_decay=config.weight_decay
     )
+    sched = cosine_schedule(opt, max(stage.epochs, 1), config.min_lr_factor)
     start_epoch, best_metric, best_epoch, bad_epochs = 0, math.inf, -1, 0
     best_state = state_dict_copy(model)
     best_val: dict[str, dict[str, float]] = {}
     if resume is not None:
         opt.load_state_dict(resume["optimizer"])
-        sched.load_state_dict(resume["scheduler"])
-        sched.T_max = max(stage.epochs, 1)  # a resumed run may have more epochs than the saved one
+        sched = cosine_schedule(  # the schedule is a pure function of the epoch: rebuilt, not loaded
+            opt, max(stage.epochs, 1), config.min_lr_factor, last_epoch=int(resume["epoch"]) - 1
+        )
         start_epoch = int(resume["epoch"])
         best_metric = float(resume["best_metric"])
         best_epoch = int(resume["best_epoch"])

@@ -50,19 +50,37 @@ def _elementwise(pred: torch.Tensor, target: torch.Tensor, criterion: str, delta
     return F.huber_loss(pred, target, reduction="none", delta=delta)
 
 
+def balance_scale(counts: Mapping[str, int], alpha: float) -> dict[str, float]:
+    """Per-fidelity frame weight ∝ N_f^(−alpha), normalised so the mean frame weight is 1.
+
+    alpha 0: every frame counts the same (a fidelity with 4× the frames gets 4× the say); alpha 1: every
+    fidelity gets the same total weight, however many frames it has (the HF frames are not drowned by LF).
+    """
+    counts = {f: n for f, n in counts.items() if n > 0}
+    if not counts or alpha == 0:
+        return {f: 1.0 for f in counts}
+    raw = {f: n ** (-alpha) for f, n in counts.items()}
+    norm = sum(counts.values()) / sum(n * raw[f] for f, n in counts.items())
+    return {f: raw[f] * norm for f in counts}
+
+
 class MFLoss:
     """Callable loss: ``loss(prediction, batch) -> {"loss": Tensor, "e": ..., "f": ..., "s": ..., "m": ...}``.
 
     ``prediction`` is MFCHGNet.forward's output (``e`` [n_graphs] eV/atom, ``f``/``s``/``m`` lists per graph).
+    ``fidelity_scale`` multiplies every weight of a fidelity's frames (see :func:`balance_scale`).
     The returned per-term values are the unweighted term losses (detached floats' tensors) for logging.
     """
 
-    def __init__(self, config: LossConfig | None = None) -> None:
+    def __init__(
+        self, config: LossConfig | None = None, *, fidelity_scale: Mapping[str, float] | None = None
+    ) -> None:
         self.config = config or LossConfig()
+        self.fidelity_scale = dict(fidelity_scale or {})
 
     def _weights(self, fidelities: Sequence[str], key: str) -> list[float]:
-        cfg = self.config
-        return [getattr(cfg.per_fidelity.get(f, cfg.weights), key) for f in fidelities]
+        cfg, scale = self.config, self.fidelity_scale
+        return [getattr(cfg.per_fidelity.get(f, cfg.weights), key) * scale.get(f, 1.0) for f in fidelities]
 
     def task(self, available: str = "efsm") -> str:
         """The model task string: terms with a non-zero weight somewhere that are also ``available``."""

@@ -1,0 +1,95 @@
+"""Recipe knobs of the trainer: per-fidelity loss balance, trunk vs head learning rates, the cosine schedule,
+warm start by pretrained model name."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from mfal.train.config import TrainConfig
+from mfal.train.loop import HEAD_PREFIXES, cosine_schedule, param_groups
+from mfal.train.loss import LossConfig, MFLoss, balance_scale
+
+
+class _Batch:
+    """Minimal stand-in for mfal.train.data.Batch (only the fields MFLoss reads)."""
+
+    def __init__(self, fidelities, n_atoms=2):
+        self.fidelities = fidelities
+        self.energy = torch.zeros(len(fidelities))
+        self.forces = [torch.zeros(n_atoms, 3) for _ in fidelities]
+        self.stress = [None for _ in fidelities]
+        self.magmoms = [None for _ in fidelities]
+
+
+def test_balance_scale_equalises_fidelity_totals():
+    s = balance_scale({"lf": 100, "hf": 25}, 1.0)
+    assert 100 * s["lf"] == pytest.approx(25 * s["hf"])
+    assert (100 * s["lf"] + 25 * s["hf"]) / 125 == pytest.approx(1.0)  # mean frame weight 1
+    assert balance_scale({"lf": 100, "hf": 25}, 0.0) == {"lf": 1.0, "hf": 1.0}
+    half = balance_scale({"lf": 100, "hf": 25}, 0.5)
+    assert half["hf"] / half["lf"] == pytest.approx(2.0)
+
+
+def test_balance_changes_the_gradient_ratio_between_fidelities():
+    """4 LF frames and 1 HF frame with equal errors: per frame, LF gets 4× HF's total gradient; balanced, equal."""
+    fids = ["lf"] * 4 + ["hf"]
+    batch = _Batch(fids)
+
+    def grad_share(alpha: float) -> float:
+        f = [torch.full((2, 3), 0.05, requires_grad=True) for _ in fids]
+        pred = {"e": torch.zeros(len(fids), requires_grad=True), "f": f}
+        loss = MFLoss(LossConfig(), fidelity_scale=balance_scale({"lf": 4, "hf": 1}, alpha))
+        loss(pred, batch)["loss"].backward()
+        g = [float(t.grad.abs().sum()) for t in f]
+        return sum(g[:4]) / g[4]
+
+    assert grad_share(0.0) == pytest.approx(4.0)
+    assert grad_share(1.0) == pytest.approx(1.0)
+
+
+def test_param_groups_split_heads_from_trunk():
+    from mfal.model import MFCHGNet
+
+    torch.manual_seed(0)
+    model = MFCHGNet(components="EMRC")
+    groups = param_groups(model, 1e-3, 0.1)
+    by_name = {g["name"]: g for g in groups}
+    assert by_name["heads"]["lr"] == 1e-3 and by_name["trunk"]["lr"] == pytest.approx(1e-4)
+    head_ids = {id(p) for p in by_name["heads"]["params"]}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            assert (id(p) in head_ids) == name.startswith(HEAD_PREFIXES), name
+    assert any(n.startswith("readouts.1.") for n, _ in model.named_parameters())
+    n_groups = sum(len(g["params"]) for g in groups)
+    assert n_groups == sum(1 for p in model.parameters() if p.requires_grad)
+
+
+def test_cosine_schedule_scales_every_group_and_resumes():
+    p1, p2 = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.Adam([{"params": [p1], "lr": 1.0}, {"params": [p2], "lr": 0.1}])
+    sched = cosine_schedule(opt, 4, 0.05)
+    lrs = []
+    for _ in range(4):
+        lrs.append([g["lr"] for g in opt.param_groups])
+        opt.step()
+        sched.step()
+    want = [0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * e / 4)) for e in range(4)]
+    assert [a for a, _ in lrs] == pytest.approx(want)
+    assert [b for _, b in lrs] == pytest.approx([0.1 * w for w in want])
+    # a resumed stage at epoch 2 continues the same curve
+    opt2 = torch.optim.Adam([{"params": [p1], "lr": 1.0}, {"params": [p2], "lr": 0.1}])
+    cosine_schedule(opt2, 4, 0.05)
+    cosine_schedule(opt2, 4, 0.05, last_epoch=1)
+    assert opt2.param_groups[0]["lr"] == pytest.approx(want[2])
+
+
+def test_warm_start_by_pretrained_name():
+    from mfal.train.build import build_model, warm_start_name
+
+    cfg = TrainConfig(warm_start="r2scan")
+    model = build_model(cfg)
+    assert model.model_args["pretrained_version"] == "r2scan" and warm_start_name(cfg) == "r2scan"
+    assert warm_start_name(TrainConfig()) == "0.3.0"
