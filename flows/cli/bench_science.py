@@ -26,6 +26,29 @@ def _str_list(text: str | None) -> list[str] | None:
     return None if text is None else [x.strip() for x in text.split(",") if x.strip()]
 
 
+def parse_variants(texts: list[str]) -> dict[str, dict]:
+    """``NAME=key:value,key:value`` -> {NAME: {key: value}} (values read as YAML scalars; dotted keys nest)."""
+    import yaml
+
+    out: dict[str, dict] = {}
+    for text in texts:
+        name, sep, body = text.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--variant {text!r}: expected NAME=key:value[,key:value]")
+        fields: dict = {}
+        for item in filter(None, (x.strip() for x in body.split(","))):
+            key, sep, value = item.partition(":")
+            if not sep:
+                raise ConfigError(f"--variant {text!r}: {item!r} is not key:value")
+            node = fields
+            *parents, leaf = key.strip().split(".")
+            for p in parents:
+                node = node.setdefault(p, {})
+            node[leaf] = yaml.safe_load(value)
+        out[name.strip()] = fields
+    return out
+
+
 @bench_app.command("science")
 def science_cmd(
     quick: bool = typer.Option(
@@ -34,7 +57,23 @@ def science_cmd(
     preset_name: str = typer.Option(
         "full",
         "--preset",
-        help="quick, full (≈ 2 h, warm start), scratch (≈ 75 CPU-min, random init) or paper (the whole grid)",
+        help="quick, full (≈ 2 h, warm start), scratch (≈ 75 CPU-min, random init), paper (the whole grid) or "
+        "recipe (the training-recipe comparison on the realistic pair)",
+    ),
+    pair: str | None = typer.Option(
+        None, "--pair", help="teacher pair: chgnet-020-030 (default, close) or realistic (CP2K-like gap)"
+    ),
+    warm_start: str | None = typer.Option(
+        None, "--warm-start", help="pretrained CHGNet name (0.2.0, 0.3.0, r2scan) or MFCHGNet checkpoint"
+    ),
+    allow_teacher_warm_start: bool = typer.Option(
+        False, "--allow-teacher-warm-start", help="allow a warm start equal to the HF teacher (warns loudly)"
+    ),
+    variant: list[str] | None = typer.Option(
+        None,
+        "--variant",
+        help="recipe variant NAME=key:value,key:value (TrainConfig fields, dotted for nested, e.g. "
+        "bal=fidelity_balance:1); use it as method MF-F:NAME",
     ),
     as_json: bool = typer.Option(False, "--json", help="print the result JSON on stdout"),
     out: Path = typer.Option(Path("bench-science"), "--out", help="output directory (JSON, figures, cache)"),
@@ -85,7 +124,14 @@ def science_cmd(
     upd: dict = {"labeler": labeler, "data": str(data) if data else None}
     if labeler == "replay":  # a small real set: no val split by default, fixed epochs
         upd.update(n_test=max(1, cfg.n_test // 12), n_val=0, patience=None)
+    if variant:
+        upd["variants"] = {**cfg.variants, **parse_variants(variant)}
+    if warm_start is not None and not warm_start.strip():
+        raise ConfigError("--warm-start: expected a pretrained CHGNet name or a checkpoint file")
     for key, value in (
+        ("pair", pair),
+        ("warm_version", warm_start),
+        ("allow_teacher_warm_start", allow_teacher_warm_start or None),
         ("seeds", seeds),
         ("hf_sizes", _int_list(hf_sizes, "--hf-sizes")),
         ("methods", _str_list(methods)),

@@ -35,16 +35,19 @@ from mfal.bench.science_config import (
     PRESETS,
     ALConfig,
     ScienceConfig,
+    check_warm_start,
     method_train_kwargs,
     preset,
     train_config,
 )
 from mfal.bench.science_data import SciencePool, replay_pool, teacher_pool
+from mfal.bench.science_gap import gap_stats
 from mfal.bench.science_results import aggregate, al_summary, curve_ratios, plain, write_result_json
 from mfal.bench.science_runs import Context, hf_test_metrics, run_point
 from mfal.bench.science_targets import target_checks
 from mfal.errors import ConfigError
 from mfal.fileio import atomic_write_text, dumps_strict
+from mfal.label.teacher import pair_fidelities
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +79,33 @@ def load_pool(config: ScienceConfig, out_dir: Path, progress: bool = False) -> S
         cache_dir=out_dir,
         progress=progress,
         fidelities=config.fidelities,
+        pair=config.pair,
     )
+
+
+def hf_teacher_model(pool: SciencePool, config: ScienceConfig) -> str | None:
+    """The HF teacher's pretrained model name (teacher labels, also replayed ones), None for real labels."""
+    models = pool.meta.get("teacher_models") or {}
+    if config.fidelities.high in models:
+        return str(models[config.fidelities.high])
+    for f in pool.frames("pool", config.fidelities.high):
+        if f.source == "teacher" or f.calc.get("surrogate"):
+            return f.calc.get("model")
+    return None
+
+
+def _warm_check(
+    config: ScienceConfig, hf_model: str | None, callback: Callable[[str], None] | None
+) -> str | None:
+    """ConfigError if the warm start is the HF teacher's model (unless allowed: then warn loudly)."""
+    if "pretrained" not in config.starts:
+        return None
+    warning = check_warm_start(config.warm_version, hf_model, allow=config.allow_teacher_warm_start)
+    if warning:
+        log.warning(warning)
+        if callback is not None:
+            callback(warning)
+    return warning
 
 
 def run_science(
@@ -94,8 +123,15 @@ def run_science(
     if config.threads:
         torch.set_num_threads(config.threads)
     t_start = time.perf_counter()
+    if config.labeler == "teacher":  # refuse a teacher warm start before any labeling
+        _warm_check(
+            config, pair_fidelities(config.pair, config.fidelities)[config.fidelities.high].model, None
+        )
     pool = load_pool(config, out, progress)
     t_label = time.perf_counter() - t_start
+    hf_model = hf_teacher_model(pool, config)
+    warm_warning = _warm_check(config, hf_model, callback)
+    gap = gap_stats(pool.pairs(fidelities=config.fidelities))
     ctx = Context(pool, config, progress)
     fids = config.fidelities
     n_pool_hf = len(ctx.pool_target())
@@ -162,10 +198,14 @@ def run_science(
             if pool.surrogate
             else "real DFT labels"
         ),
+        "pair": pool.meta.get("pair") if config.labeler == "teacher" else f"replay {config.data}",
+        "gap": gap,
         "warm_start": {
             "version": config.warm_version,
-            "why": "the HF teacher is CHGNet 0.3.0 and the LF teacher 0.2.0, so warm-starting from either is "
-            "trivially (half) perfect; the r2SCAN transfer-learned CHGNet is neither teacher",
+            "hf_teacher_model": hf_model,
+            "why": "a warm start equal to the HF teacher's model is trivially perfect and refused (unless "
+            "allow_teacher_warm_start); the default r2SCAN transfer-learned CHGNet is neither teacher",
+            "warning": warm_warning,
             "zero_shot_hf_test": zero_shot,
         },
         "pool": {

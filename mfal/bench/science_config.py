@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mfal.errors import ConfigError
-from mfal.fidelity import Fidelities
+from mfal.fidelity import LF, Fidelities
 from mfal.train.config import COMPONENTS, TLConfig, TrainConfig
 
 
@@ -47,8 +47,19 @@ class ScienceConfig(BaseModel):
     )
     ablation_sizes: list[int] = Field(default_factory=lambda: [50])
     starts: list[Literal["scratch", "pretrained"]] = Field(default_factory=lambda: ["scratch", "pretrained"])
+    pair: str = Field("chgnet-020-030", description="teacher pair (mfal.label.teacher_pairs.PAIRS)")
     warm_version: str = Field(
-        "r2scan", description="pretrained CHGNet of the warm start (not a teacher model)"
+        "r2scan",
+        description="warm start: a pretrained CHGNet name (0.2.0, 0.3.0, r2scan) or an MFCHGNet checkpoint; "
+        "refused when it is the HF teacher's model unless allow_teacher_warm_start",
+    )
+    allow_teacher_warm_start: bool = Field(
+        False, description="allow (with a loud warning) warm start = HF teacher"
+    )
+    variants: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="recipe variants: name -> TrainConfig overrides; method 'MF-F:name' (or 'SF:name', ...) "
+        "trains with them",
     )
     seeds: int = Field(3, ge=1)
     epochs: int = Field(30, ge=1, description="max epochs, warm start")
@@ -68,8 +79,24 @@ class ScienceConfig(BaseModel):
             method_train_kwargs(m)  # raises ConfigError naming the bad method
         return v
 
+    @model_validator(mode="after")
+    def _variants(self) -> ScienceConfig:
+        for m in [*self.methods, *self.ablation]:
+            TrainConfig.model_validate(method_train_kwargs(m, self.variants))  # a bad field fails here
+        return self
 
-PRESETS = ("quick", "full", "scratch", "paper")
+
+PRESETS = ("quick", "full", "scratch", "paper", "recipe")
+
+#: the recipe variants compared by ``--preset recipe`` (TrainConfig overrides; the defaults are the recipe)
+RECIPE_VARIANTS: dict[str, dict[str, Any]] = {
+    "old": {"fidelity_balance": 0.0, "trunk_lr_factor": 1.0},
+    "bal": {"fidelity_balance": 1.0, "trunk_lr_factor": 1.0},
+    "trunk": {"fidelity_balance": 0.0, "trunk_lr_factor": 0.1},
+    "bal+trunk": {"fidelity_balance": 1.0, "trunk_lr_factor": 0.1},
+    "lfs0": {"loss": {"per_fidelity": {LF: {"s": 0.0}}}},
+    "over4": {"hf_oversample": 4.0},
+}
 
 
 def preset(name: str) -> ScienceConfig:
@@ -122,13 +149,37 @@ def preset(name: str) -> ScienceConfig:
             scratch_epochs=20,
             lf_max=100,
         )
+    if name == "recipe":
+        return ScienceConfig(
+            name="recipe",
+            pair="realistic",
+            n_structures=100,
+            n_test=20,
+            n_val=6,
+            hf_sizes=[25, 50],
+            methods=["SF", "TL", "MF-F"],
+            ablation=[],
+            ablation_sizes=[],
+            starts=["pretrained"],
+            seeds=1,
+            epochs=4,
+            patience=None,
+            lf_max=100,
+            variants=RECIPE_VARIANTS,
+        )
     if name == "paper":
         return ScienceConfig(name="paper", al=ALConfig(sizes=[25, 50, 100, 200]))
     raise ConfigError(f"preset={name!r} not in {list(PRESETS)}")
 
 
-def method_train_kwargs(method: str) -> dict[str, Any]:
-    """TrainConfig fields of a method name: SF, TL, MF-F (= EMRC) or MF-<subset of EMRC>."""
+def method_train_kwargs(method: str, variants: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """TrainConfig fields of a method name: SF, TL, MF-F (= EMRC) or MF-<subset of EMRC>, optionally
+    ``:variant`` (a key of ``variants``: its TrainConfig overrides are added)."""
+    if ":" in method:
+        base, name = method.split(":", 1)
+        if variants is not None and name not in variants:
+            raise ConfigError(f"method={method!r}: variant {name!r} not in variants {sorted(variants)}")
+        return {**method_train_kwargs(base), **((variants or {}).get(name) or {})}
     if method == "SF":
         return {"mode": "sf"}
     if method == "TL":
@@ -143,17 +194,23 @@ def method_train_kwargs(method: str) -> dict[str, Any]:
 
 def train_config(config: ScienceConfig, method: str, start: str, seed: int) -> TrainConfig:
     """The TrainConfig of one run: ``method`` (SF, TL, MF-…) from ``start`` (scratch | pretrained), CPU."""
+    from mfal.model.pretrained import PRETRAINED_FILES
+
     scratch = start == "scratch"
-    kw = method_train_kwargs(method)
+    kw = method_train_kwargs(method, config.variants)
     fids = config.fidelities
-    return TrainConfig(
-        **kw,
+    if scratch:
+        warm = {"warm_start": "scratch"}
+    elif config.warm_version in PRETRAINED_FILES:
+        warm = {"warm_start": "pretrained", "pretrained_version": config.warm_version}
+    else:
+        warm = {"warm_start": config.warm_version}  # a checkpoint file
+    base = dict(
         fidelities=fids.names,
         magnetic_fidelities=fids.magnetic,
         target_fidelity=fids.high,
         lf_fidelity=fids.low,
-        warm_start=start,
-        pretrained_version=config.warm_version,
+        **warm,
         epochs=config.scratch_epochs if scratch else config.epochs,
         lr=config.scratch_lr if scratch else config.lr,
         batch_size=config.batch_size,
@@ -163,3 +220,20 @@ def train_config(config: ScienceConfig, method: str, start: str, seed: int) -> T
         threads=config.threads,
         tl=TLConfig(),
     )
+    return TrainConfig(**{**base, **kw})
+
+
+def check_warm_start(warm: str, hf_teacher_model: str | None, *, allow: bool) -> str | None:
+    """ConfigError when the warm start ``warm`` is the HF teacher's model (training from the answer) unless
+    ``allow``; then the loud warning text is returned (None when they differ)."""
+    if hf_teacher_model is None or warm != hf_teacher_model:
+        return None
+    msg = (
+        f"warm start {warm!r} is the HF teacher's model: SF/TL/MF start from the HF labels' own model, so every "
+        "number measures nothing"
+    )
+    if not allow:
+        raise ConfigError(
+            f"--warm-start {warm}: {msg}; pick another model or pass --allow-teacher-warm-start"
+        )
+    return "WARNING: " + msg

@@ -22,6 +22,7 @@ from pymatgen.core import Structure
 from mfal.errors import DataError
 from mfal.fidelity import DEFAULT, Fidelities
 from mfal.fileio import atomic_write_json, read_json
+from mfal.label.teacher_pairs import DEFAULT_PAIR
 from mfal.store.docs import FrameDoc, structure_fingerprint
 from mfal.train.split import assign_splits, structure_key
 
@@ -62,6 +63,17 @@ class SciencePool:
     def frames(self, split: str, fidelity: str) -> list[FrameDoc]:
         """Frames of ``fidelity`` of the items in ``split``."""
         return [it.frames[fidelity] for it in self.split(split) if fidelity in it.frames]
+
+    def pairs(
+        self, split: str | None = None, fidelities: Fidelities = DEFAULT
+    ) -> list[tuple[FrameDoc, FrameDoc]]:
+        """(LF, HF) frame pairs of the structures (of ``split``, default all) labeled at both fidelities."""
+        items = self.items if split is None else self.split(split)
+        return [
+            (it.frames[fidelities.low], it.frames[fidelities.high])
+            for it in items
+            if fidelities.low in it.frames and fidelities.high in it.frames
+        ]
 
     def check_no_leak(self) -> None:
         """Raise DataError if a test structure also appears in pool/val (by fingerprint or frame id)."""
@@ -144,18 +156,23 @@ def teacher_pool(
     cache_dir: Path | None = None,
     progress: bool = False,
     fidelities: Fidelities = DEFAULT,
+    pair: str = DEFAULT_PAIR,
 ) -> SciencePool:
     """Generate and label (teacher surrogates, LF and HF) ``n_structures`` cells, split them; cached in
     ``cache_dir/pool_<key>.json`` (the key hashes every setting, so a changed setting relabels)."""
-    from mfal.label import get_labeler
 
-    labeler = get_labeler("teacher")
-    names = fidelities.names
-    models = {f: labeler.config.fidelities[f].model for f in names}  # type: ignore[attr-defined]
-    # v3: splits by mfal.train.split.assign_splits (hash order; v2 used a seeded permutation)
-    key = _cache_key(
-        {"n": n_structures, "test": n_test, "val": n_val, "seed": seed, "models": models, "v": 3}
+    from mfal.label.teacher import TeacherConfig, TeacherLabeler, pair_fidelities
+
+    labeler = TeacherLabeler(
+        TeacherConfig(pair=pair, fidelities=pair_fidelities(pair, fidelities)), fidelities=fidelities
     )
+    names = fidelities.names
+    models = {f: labeler.config.fidelities[f].model for f in names}
+    # v3: splits by mfal.train.split.assign_splits (hash order; v2 used a seeded permutation)
+    payload = {"n": n_structures, "test": n_test, "val": n_val, "seed": seed, "models": models, "v": 3}
+    if pair != DEFAULT_PAIR:  # the default pair keeps its cache key
+        payload["pair"] = {f: labeler.config.fidelities[f].model_dump(mode="json") for f in names}
+    key = _cache_key(payload)
     path = Path(cache_dir) / f"pool_{key}.json" if cache_dir is not None else None
     if path is not None and path.is_file():
         cached = _load(path, key)
@@ -190,8 +207,8 @@ def teacher_pool(
     ]
     pool = SciencePool(
         items=items,
-        source=f"teacher (SURROGATE labels: LF = CHGNet {models[fidelities.low]} without moments, "
-        f"HF = CHGNet {models[fidelities.high]} with moments)",
+        source=f"teacher pair {pair} (SURROGATE labels: LF = CHGNet {models[fidelities.low]} without moments"
+        f"{' + transforms' if pair != DEFAULT_PAIR else ''}, HF = CHGNet {models[fidelities.high]} with moments)",
         surrogate=True,
         meta={
             "n_structures": n_structures,
@@ -199,6 +216,7 @@ def teacher_pool(
             "failed_reasons": reasons,
             "seed": seed,
             "teacher_models": models,
+            "pair": pair,
         },
     )
     pool.check_no_leak()

@@ -213,3 +213,41 @@ def test_quick_cli_json(tmp_path):
     assert (redo / "again_learning_curves.png").is_file() and "| target |" in (
         redo / "science.md"
     ).read_text()
+
+
+def test_warm_start_equal_to_the_hf_teacher_is_refused(tmp_path):
+    """--warm-start 0.3.0 on the default pair (HF = CHGNet 0.3.0) exits 2 before labeling anything."""
+    from mfal.bench.science_config import check_warm_start
+
+    proc = subprocess.run(
+        [*MFAL, "bench", "science", "--quick", "--warm-start", "0.3.0", "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+    )
+    assert (
+        proc.returncode == 2 and "HF teacher" in proc.stderr and "--allow-teacher-warm-start" in proc.stderr
+    )
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o" / "science.json").exists()
+    assert check_warm_start("r2scan", "0.3.0", allow=False) is None
+    assert "WARNING" in check_warm_start("0.3.0", "0.3.0", allow=True)
+    with pytest.raises(ConfigError, match="HF teacher"):
+        check_warm_start("0.3.0", "0.3.0", allow=False)
+
+
+def test_recipe_variants_become_train_configs():
+    from flows.cli.bench_science import parse_variants
+    from mfal.bench.science_config import train_config
+
+    v = parse_variants(["bal=fidelity_balance:1,trunk_lr_factor:0.1", "s0=loss.per_fidelity.lf.s:0"])
+    assert v == {
+        "bal": {"fidelity_balance": 1, "trunk_lr_factor": 0.1},
+        "s0": {"loss": {"per_fidelity": {"lf": {"s": 0}}}},
+    }
+    cfg = preset("recipe").model_copy(update={"variants": v})
+    tc = train_config(cfg, "MF-F:bal", "pretrained", 0)
+    assert tc.fidelity_balance == 1 and tc.trunk_lr_factor == 0.1 and tc.components == "EMRC"
+    assert tc.pretrained_version == "r2scan" and cfg.pair == "realistic"
+    assert train_config(cfg, "MF-F:s0", "pretrained", 0).loss.per_fidelity["lf"].s == 0
+    with pytest.raises(ConfigError, match="variant"):
+        method_train_kwargs("MF-F:nope", v)
