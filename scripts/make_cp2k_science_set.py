@@ -38,6 +38,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # mfal from this checkout when not installed
 import cp2k_lmfp as C  # noqa: E402
 
 DATA = Path("mfal/data/science")

@@ -6,15 +6,23 @@ k-points), custodian's ``Cp2kJob`` runs ``cp2k.psmp`` and we parse ``cp2k.out`` 
 moving parts for the same numbers (the team recipe reproduced the atomate2 energies to 1e-6 eV): no jobflow
 store, no TaskDocument (which crashes on every RKS run in atomate2 0.1.5 and reports forces in Ha/bohr and no
 moments), no gzip-everything default; the labeler stays usable from a plain function or a jobflow job alike.
-We drive ``Cp2kJob`` (setup/run/postprocess) ourselves with a hard timeout instead of custodian's handler loop,
-so that exactly one, recorded retry happens, with settings we chose.
+We drive ``Cp2kJob`` (setup/run/postprocess) ourselves with a hard timeout instead of custodian's handler loop:
+mfal's SCF ladder replaces custodian's corrections (why: :func:`mfal.label.cp2k_run.custodian_checks`), and
+custodian's ``UnconvergedScfErrorHandler``/``WalltimeHandler`` checks run on every output (recorded per attempt).
 Basis sets and potentials are resolved by name once per element from the pymatgen CP2K data dir built by
 ``scripts/setup-cp2k.sh`` (DftSet would re-parse the element YAML for every input: 10–80 s each here).
 
-Every result goes through :func:`mfal.label.quality.check_frame`. SCF not converged, the SCF step limit or the
-wall-time limit → one retry with ``Cp2kSettings.retry`` applied, then ``quarantined`` with the reason; an odd
-electron count at LF (restricted needs an even count) or a CP2K crash → ``failed`` with the reason.
-Cost = CP2K wall seconds × cores used (core-seconds).
+Spin treatment by fidelity and electron parity (:meth:`Cp2kSettings.treatment`): magnetic fidelity → UKS;
+non-magnetic, even count → RKS; non-magnetic, odd count → ROKS doublet (restricted open shell: α and β share
+all spatial orbitals, so no local moments — the closest to RKS; a UKS doublet would polarise the d shells and
+become an HF-like label), or ``failed`` with ``odd_restricted="fail"``. Each treatment has an SCF ladder
+(``Cp2kSettings.ladder``, measured defaults in ``DEFAULT_LADDER``): an SCF or step-limit failure moves to the next
+rung (OT rungs marked ``restart_from_previous`` start from the previous attempt's saved wavefunction), a wall-time
+stop repeats the rung once from its own wavefunction; every attempt is recorded in ``FrameDoc.calc["attempts"]``
+(rung, changes, outcome, reason, SCF steps, cost, restart file, custodian checks). Still unconverged after the
+ladder (or ``max_attempts``) → ``quarantined`` naming the rungs; a CP2K crash → ``failed`` with CP2K's message.
+Every result goes through :func:`mfal.label.quality.check_frame`. Cost = Σ over attempts of CP2K wall seconds ×
+cores (core-seconds). Setting ``retry`` explicitly keeps the old behaviour (base settings, then one retry).
 
 Modules: settings :mod:`~mfal.label.cp2k_settings`, environment :mod:`~mfal.label.cp2k_env`, inputs and +U
 :mod:`~mfal.label.cp2k_input`, running :mod:`~mfal.label.cp2k_run`, parsing :mod:`~mfal.label.cp2k_io`.
