@@ -205,11 +205,14 @@ def _write_cp2k(
         structure, fidelity, options, folder, magmoms=magmoms, data_dir=data_dir, magnetic=magnetic
     )
     n_el = electron_count(structure, options)
-    mult = multiplicity(n_el, magmoms) if magnetic else 1
+    odd = n_el % 2 == 1
+    spin = "UKS" if magnetic else ("ROKS" if odd and options.odd_restricted == "roks" else "RKS")
+    mult = multiplicity(n_el, magmoms) if magnetic else (2 if spin == "ROKS" else 1)
     u = {el: v for el, v in options.hubbard_u.items() if el in structure.symbol_set}
-    note = "" if magnetic or n_el % 2 == 0 else f" (odd electron count {n_el}: the RKS label would fail)"
+    failing = not magnetic and odd and options.odd_restricted == "fail"
+    note = f" (odd electron count {n_el}: the RKS label would fail)" if failing else ""
     ordering = f" ordering={record['ordering']}" if record else ""
     return (
-        f"cp2k {fidelity} {'UKS' if magnetic else 'RKS'} multiplicity={mult} +U {_u_text(u)} "
+        f"cp2k {fidelity} {spin} multiplicity={mult} +U {_u_text(u)} "
         f"MAGNETIZATION={summary(magmoms)}{ordering}{note}"
     )

@@ -31,7 +31,8 @@ class FidelityScores(BaseModel):
 
     scores: dict[str, list[float]] = Field(
         description="per score name (force_std_max, force_std_mean eV/Å; energy_std eV/atom; magmom_std_max μB) "
-        "one value per structure"
+        "one value per structure; in a campaign's scores.json these are calibrated (raw × the fidelity's scale) "
+        "and the raw values are kept as <name>_raw (mfal.uncertainty.scores.calibrate_scores)"
     )
     energy: list[float] = Field(description="ensemble-mean total energy per structure, eV per cell")
     forces: list[list[list[float]]] = Field(

@@ -43,3 +43,17 @@ def test_bad_files(tmp_path):
     )
     with pytest.raises(DataError, match="no 3D periodic cell"):
         read_structures(tmp_path / "molecule.xyz")
+
+
+def test_cp2k_lf_summary_of_an_odd_electron_cell_says_roks(lifepo4, tmp_path):
+    """Li0.75FePO4 (one Li removed: odd electron count): the LF line says ROKS doublet, not a failing RKS."""
+    from mfal.label.inputs import write_inputs
+
+    delithiated = lifepo4.copy()
+    delithiated.remove_sites([next(i for i, s in enumerate(delithiated) if s.specie.symbol == "Li")])
+    (line,) = write_inputs("cp2k", "lf", [delithiated], tmp_path / "roks")
+    assert "ROKS multiplicity=2" in line and "would fail" not in line
+    inp = next((tmp_path / "roks").rglob("*.inp")).read_text()
+    assert "ROKS" in inp.upper()
+    (line,) = write_inputs({"kind": "cp2k", "options": {"odd_restricted": "fail"}}, "lf", [delithiated], tmp_path / "f")
+    assert "RKS multiplicity=1" in line and "the RKS label would fail" in line
