@@ -201,10 +201,12 @@ class FidelityStats(BaseModel):
     stress_mae: float | None = Field(None, description="validation stress MAE (GPa)")
     magmom_mae: float | None = Field(None, description="validation magmom MAE (μB)")
     calibration_rho: float | None = Field(
-        None, description="Spearman ρ of predicted force std vs true force error on the new frames"
+        None,
+        description="Spearman ρ of predicted force std vs true force error on the new frames (RoundDoc.calibration "
+        "has ρ, miscalibration area and 1σ/2σ coverage per quantity, validation frames included)",
     )
-    uncertainty_mean: float | None = Field(None, description="mean candidate force std (eV/Å)")
-    uncertainty_max: float | None = Field(None, description="max candidate force std (eV/Å)")
+    uncertainty_mean: float | None = Field(None, description="mean candidate force std (calibrated, eV/Å)")
+    uncertainty_max: float | None = Field(None, description="max candidate force std (calibrated, eV/Å)")
 
 
 class RoundDoc(BaseModel):
