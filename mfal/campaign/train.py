@@ -30,8 +30,11 @@ def member_seed(cfg: CampaignConfig, r: int) -> int:
 
 def train_round(root: str | Path, r: int, options: RunOptions | None = None) -> TrainOutput:
     """Refuse to train when too many of round ``r``'s labels failed, else train the round's ensemble
-    (``mfal.train.ensemble.train_ensemble``: member i warm-starts from last round's member i, seed + i; a
-    finished member is skipped on a rerun, an interrupted one resumes).
+    (``mfal.train.ensemble.train_ensemble``, in this process: graphs built once for all members, each start
+    checkpoint loaded once; independent members: member i warm-starts from last round's member i, seed + i;
+    ``ensemble.kind: heads``: the trunk warm-starts from last round's member 0 and is trained once, then K-1
+    heads on it; a finished member is skipped on a rerun, an interrupted one resumes). Identical members or a
+    zero spread raise ``DegenerateEnsembleError`` (never a silently promoted zero-spread ensemble).
 
     The training device (``options.device``, else ``train.device``) is checked before any work.
     """
