@@ -162,6 +162,13 @@ def markdown_tables(result: dict[str, Any]) -> str:
     lines.append(f"Labels: {result['labels']}.")
     if result.get("surrogate_labels"):
         lines.append("**SURROGATE labels** (pretrained CHGNet teachers), not DFT.")
+    gap = result.get("gap")
+    if gap:
+        dp = "" if gap.get("dP_mean_gpa") is None else f", ΔP {gap['dP_mean_gpa']:+.2f} ± {gap['dP_std_gpa']:.2f} GPa"
+        lines.append(
+            f"Pair: {result.get('pair')}; LF/HF gap |ΔF|/|F| = {gap['dF_over_F']:.2f}, "
+            f"ΔE {gap['dE_mean_ev_atom']:+.3f} ± {gap['dE_std_ev_atom']:.3f} eV/atom{dp}."
+        )
     pool = result["pool"]
     lines.append(
         f"Pool: {pool['n_pool_hf']} HF / {pool['n_pool_lf']} LF pool frames (LF used: {pool['n_lf_used']}), "

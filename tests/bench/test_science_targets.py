@@ -119,3 +119,10 @@ def test_merging_refuses_runs_that_do_not_belong_together():
         merge_results([with_al, {**with_al, "rows": [_row("SF", "scratch", 25, 1.0)]}])
     with pytest.raises(DataError, match="not a science.json: no rows"):
         merge_results([{k: v for k, v in a.items() if k != "rows"}])
+
+
+def test_mf_over_sf_target_is_judged_at_25_hf_too():
+    rows = [_row("SF", "pretrained", 25, 100.0), _row("MF-F", "pretrained", 25, 80.0)]
+    checks = {c["target"]: c for c in target_checks(_result(rows))}
+    at25 = checks["pretrained: MF-F / SF force MAE at 25 HF ≤ 0.7"]
+    assert at25["met"] is False and at25["margin"] == pytest.approx(0.1)
