@@ -45,7 +45,7 @@ DATA = Path("mfal/data/science")
 FIRST_SET = DATA / "cp2k_lifepo4.extxyz"
 # measured (README): diagonalisation + smearing oscillated on Mn/delithiated RKS cells, OT is variational;
 # even electron counts take closed-shell OT-CG, odd ones ROKS (main() filters the ladder by parity)
-LF_LADDER = "ot-cg,roks-ot-fsi"
+LF_LADDER = "ot-cg-gap0.002,roks-ot-cg-gap0.002,ot-cg,roks-ot-fsi"
 HF_LADDER = "ot,ot-cg"
 
 
@@ -116,6 +116,7 @@ def label(cell_id: str, s, fid: str, ladder: list[str], args, log: list[dict], d
             print(f"{cell_id} {fid}: --stop-at {args.stop_at} reached, not started", flush=True)
             raise SystemExit(0)
         C.write_input(s, fid, scf, run_dir, args.walltime, data_dir)
+        handoff(args.workdir / cell_id / fid, ladder, name, run_dir)
         rec["started_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         rec["loadavg_1min"] = os.getloadavg()[0]
         wall, cpu = C.run_cp2k(run_dir, args.walltime + 120)
@@ -141,6 +142,20 @@ def label(cell_id: str, s, fid: str, ladder: list[str], args, log: list[dict], d
         if rec.get("retryable"):  # out of time, not a settings failure: same rung again next invocation
             return None
     return None
+
+
+def handoff(fid_dir: Path, ladder: list[str], name: str, run_dir: Path) -> None:
+    """An OT rung without a wavefunction of its own starts from the last earlier OT rung's (same spin treatment:
+    the ladder is filtered by parity), as the labeler's ``restart_from_previous`` does; SCF_GUESS RESTART reads it."""
+    own = run_dir / "CP2K-RESTART.wfn"
+    if own.exists() or not C.SCF[name].ot:
+        return
+    for prev in reversed(ladder[: ladder.index(name)]):
+        wfn = fid_dir / prev / "CP2K-RESTART.wfn"
+        if C.SCF[prev].ot and C.SCF[prev].roks == C.SCF[name].roks and wfn.exists():
+            shutil.copyfile(wfn, own)
+            print(f"{run_dir}: starts from {wfn}", flush=True)
+            return
 
 
 def append_cell(args, cell_id: str, kind: str, s, sigma: float, results: dict) -> None:

@@ -34,12 +34,14 @@ _CG = {"ot_minimizer": "CG", "ot_linesearch": "3PNT"}
 DEFAULT_LADDER: dict[str, list[dict[str, Any]]] = {
     "restricted": [
         {"name": "ot-diis"},  # the base settings (the first set's: LiFePO4 in ≈ 55 steps)
-        {"name": "ot-cg", "restart_from_previous": True, **_CG, "outer_max_scf": 15, "scf_step_limit": 600},
+        {"name": "ot-cg", "restart_from_previous": True, **_CG, "ot_energy_gap": 0.002, "outer_max_scf": 15,
+         "scf_step_limit": 600},
         {"name": "fd3000-pulay", "ot": False, "smearing_temperature_k": 3000.0, "mixing_method": "PULAY_MIXING",
          "mixing_alpha": 0.05, "mixing_nbuffer": 10, "added_mos": 60, "max_scf": 300},
     ],
     "open_shell": [
         {"name": "roks-ot-cg", **_CG, "ot_preconditioner": "FULL_SINGLE_INVERSE", "ot_rotation": True,
+         "ot_energy_gap": 0.002,
          "outer_max_scf": 15, "scf_step_limit": 600},
         {"name": "fd3000-pulay", "ot": False, "smearing_temperature_k": 3000.0, "mixing_method": "PULAY_MIXING",
          "mixing_alpha": 0.05, "mixing_nbuffer": 10, "added_mos": 60, "max_scf": 300},
