@@ -13,6 +13,10 @@ from mfal.train.loss import LossConfig
 COMPONENTS = "EMRC"
 
 
+#: recipe defaults (set by the measurements in docs/benchmarks.md, "Training recipe")
+WARM_TRUNK_LR_FACTOR = 1.0
+
+
 class TLConfig(BaseModel):
     """Transfer-learning baseline: LF pre-training, then HF fine-tuning."""
 
@@ -57,11 +61,11 @@ class TrainConfig(BaseModel):
         description="per-fidelity loss balance: frame weight ∝ N_f^-this (0: per frame; 1: every fidelity the "
         "same total weight, so few HF frames are not drowned by many LF frames)",
     )
-    trunk_lr_factor: float = Field(
-        1.0,
+    trunk_lr_factor: float | None = Field(
+        None,
         gt=0,
         description="learning rate of the shared trunk = lr × this; readouts and fidelity parameters (E, M, R) "
-        "keep lr (< 1 protects pretrained features)",
+        "keep lr (< 1 protects pretrained features). None: 1 from scratch, WARM_TRUNK_LR_FACTOR for a warm start",
     )
     patience: int | None = Field(10, ge=1, description="epochs without improvement before stopping")
     seed: int = Field(0, description="seeds model init (scratch), shuffling and bootstrap")
@@ -70,6 +74,12 @@ class TrainConfig(BaseModel):
     eval_batch_size: int = Field(16, ge=1)
     threads: int | None = Field(None, ge=1, description="torch CPU threads (None: leave as is)")
     tl: TLConfig = Field(default_factory=TLConfig)
+
+    def trunk_lr(self) -> float:
+        """The trunk learning-rate factor in effect (``trunk_lr_factor`` or its start-dependent default)."""
+        if self.trunk_lr_factor is not None:
+            return self.trunk_lr_factor
+        return 1.0 if self.warm_start == "scratch" else WARM_TRUNK_LR_FACTOR
 
     @field_validator("components")
     @classmethod

@@ -114,7 +114,7 @@ def run_stage(
     params = [p for p in model.parameters() if p.requires_grad]
     # heads (readouts, E, M) at the stage lr, the shared trunk at lr × trunk_lr_factor
     opt = torch.optim.Adam(
-        param_groups(model, stage.lr, config.trunk_lr_factor), weight_decay=config.weight_decay
+        param_groups(model, stage.lr, config.trunk_lr()), weight_decay=config.weight_decay
     )
     sched = cosine_schedule(opt, max(stage.epochs, 1), config.min_lr_factor)
     start_epoch, best_metric, best_epoch, bad_epochs = 0, math.inf, -1, 0

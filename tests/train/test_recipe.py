@@ -93,3 +93,11 @@ def test_warm_start_by_pretrained_name():
     model = build_model(cfg)
     assert model.model_args["pretrained_version"] == "r2scan" and warm_start_name(cfg) == "r2scan"
     assert warm_start_name(TrainConfig()) == "0.3.0"
+
+
+def test_trunk_lr_default_depends_on_the_start():
+    from mfal.train.config import WARM_TRUNK_LR_FACTOR
+
+    assert TrainConfig(warm_start="scratch").trunk_lr() == 1.0
+    assert TrainConfig().trunk_lr() == WARM_TRUNK_LR_FACTOR
+    assert TrainConfig(warm_start="scratch", trunk_lr_factor=0.3).trunk_lr() == 0.3
