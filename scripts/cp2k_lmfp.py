@@ -181,7 +181,8 @@ SCF = {
         Scf("roks-ot-fsi", ot=True, max_steps=400, roks=True),
         # ENERGY_GAP 0.002: the MnO RKS LF converged in 117 CG steps (0.05: gradient still 0.03 after 40)
         Scf("ot-cg-gap0.002", ot=True, max_steps=600, minimizer="CG", energy_gap=0.002),
-        Scf("roks-ot-cg-gap0.002", ot=True, max_steps=600, minimizer="CG", roks=True, energy_gap=0.002),
+        # ROKS: FULL_SINGLE_INVERSE ignores ENERGY_GAP (a 0.002 rerun repeated the 0.05 trajectory to 10 digits)
+        Scf("roks-ot-cg", ot=True, max_steps=600, minimizer="CG", roks=True),
         Scf("fd1000-broyden0.1-uramp", ot=False, max_steps=300, temp_k=1000, alpha=0.1, u_ramp_ev=1.0),
         Scf(
             "fd2000-broyden0.2-kerker-uramp",

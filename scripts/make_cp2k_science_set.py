@@ -45,7 +45,7 @@ DATA = Path("mfal/data/science")
 FIRST_SET = DATA / "cp2k_lifepo4.extxyz"
 # measured (README): diagonalisation + smearing oscillated on Mn/delithiated RKS cells, OT is variational;
 # even electron counts take closed-shell OT-CG, odd ones ROKS (main() filters the ladder by parity)
-LF_LADDER = "ot-cg-gap0.002,roks-ot-cg-gap0.002,ot-cg,roks-ot-fsi"
+LF_LADDER = "ot-cg-gap0.002,roks-ot-fsi,roks-ot-cg,ot-cg"
 HF_LADDER = "ot,ot-cg"
 
 

@@ -139,7 +139,9 @@ def test_odd_electron_count_at_lf_is_roks(tmp_path, cp2k_ready):
         st.treatment(33, magnetic=False) == "open_shell" and st.treatment(32, magnetic=False) == "restricted"
     )
     assert st.treatment(33, magnetic=True) == "unrestricted"
-    first, smear = st.rungs("open_shell")
+    first, _cg, smear = st.rungs("open_shell")
+    assert [first.name, _cg.name, smear.name] == ["roks-ot-diis", "roks-ot-cg", "fd3000-pulay"]
+    assert _cg.restart_from_previous and _cg.settings.ot_minimizer == "CG"
     roks = write_cp2k_input(li2mno2, "lf", first.settings, tmp_path / "roks", data_dir=cp2k_ready).read_text()
     assert (
         _kw(roks, "ROKS") == ["True"] and _kw(roks, "MULTIPLICITY") == ["2"] and _kw(roks, "UKS") == ["False"]
