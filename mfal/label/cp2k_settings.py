@@ -49,7 +49,9 @@ DEFAULT_LADDER: dict[str, list[dict[str, Any]]] = {
     ],
     "unrestricted": [
         {"name": "ot-diis"},
-        {"name": "ot-cg", "restart_from_previous": True, **_CG, "outer_max_scf": 15, "scf_step_limit": 600},
+        # from the atomic guess, not DIIS's wavefunction: on MnO a restart from a stalled DIIS locked in a wrong
+        # spin state (0.82 eV higher, Mn 3.39/−3.95 μB, O 0.28 μB); from scratch: ±4.41 μB, O 0
+        {"name": "ot-cg", **_CG, "outer_max_scf": 15, "scf_step_limit": 600},
         {"name": "ot-cg-uramp", **_CG, "u_ramping_ev": 1.0, "outer_max_scf": 15, "scf_step_limit": 600},
     ],
 }  # fmt: skip
