@@ -107,6 +107,10 @@ def preset(name: str) -> ScienceConfig:
       MF-F; E, M, R, C alone at 50 HF; AL 25 → 50 → 100 (K = 3); 6 epochs; 100 LF frames; one seed.
     * ``scratch``: the paper's setting (random init), ≈ 75 CPU-min on one core: HF 50/100 with SF, MF-F, and
       TL and MF-C alone at 50; 20 epochs; 100 LF frames; one seed. Run it next to ``full`` (one core each).
+    * ``recipe``: the training-recipe comparison on the ``realistic`` teacher pair (CP2K-like gap): 100
+      structures (20 HF test, 6 val), HF 25/50, 100 LF frames (74 in this pool), SF, TL and MF-F with the recipe
+      variants of :data:`RECIPE_VARIANTS` (``MF-F:old`` = the pre-recipe defaults next to ``MF-F`` = today's; add
+      others with ``--methods``), 4 epochs, one seed (``--seeds 3`` for claims).
     * ``paper``: the issue's whole grid (HF 25–400, both starts, 7 ablation subsets, 3 seeds, 30/60 epochs,
       all LF frames): tens of core-hours, for a GPU node or a cluster allocation.
     """
@@ -157,7 +161,7 @@ def preset(name: str) -> ScienceConfig:
             n_test=20,
             n_val=6,
             hf_sizes=[25, 50],
-            methods=["SF", "TL", "MF-F"],
+            methods=["SF", "TL", "MF-F:old", "MF-F"],
             ablation=[],
             ablation_sizes=[],
             starts=["pretrained"],
