@@ -13,7 +13,9 @@ built-in LiFePO4 cell (28 atoms; every 4th Fe → Mn, i.e. LiMn0.25Fe0.75PO4), r
 - ``throughput``: candidates/s per model pass of the scorer (a shared-trunk ensemble makes one pass per
   fidelity, independent members K per fidelity) vs CHGNet 0.3.0's own batched ``predict_structure`` at the
   same batch size, side by side in one process.
-Units: seconds, MB (RSS), atoms per cell.
+Units: seconds, MB (RSS), atoms per cell. Memory: scoring holds ≈ 5 MB per atom of a batch (the K-probe batched
+backward keeps the trunk graph), so batches are 8 candidates (≈ 224 atoms); a 50 × 28-atom batch was killed by the
+OOM killer on a 23 GB shared machine.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "atoms": [28, 112, 224, 448],
         "atoms_cells": 2,
         "candidates": [100, 1000],
-        "batch": 50,
+        "batch": 8,
         "throughput_n": 32,
         "k": 4,
     },
@@ -45,7 +47,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "atoms": [28, 112, 224, 448],
         "atoms_cells": 4,
         "candidates": [100, 1000, 10000],
-        "batch": 100,
+        "batch": 8,
         "throughput_n": 64,
         "k": 4,
     },
@@ -271,7 +273,7 @@ def run_scale_bench(preset: str = "quick", *, threads: int = 1, kind: str | None
         points.append({**common, "what": "train_atoms", "n_atoms": n_atoms, "n": p["atoms_cells"]})
     for n in p["candidates"]:
         points.append({**common, "what": "candidates", "n": n, "batch": p["batch"]})
-    points.append({**common, "what": "throughput", "n": p["throughput_n"], "batch": min(p["batch"], 16)})
+    points.append({**common, "what": "throughput", "n": p["throughput_n"], "batch": p["batch"]})
     results = []
     for point in points:
         results.append(_subprocess_point(point, timeout))
