@@ -28,7 +28,12 @@ def test_demo_configs_are_valid():
 
 
 def test_warm_start_from_the_hf_teacher_is_refused(tmp_path, make_config, save_config):
-    cfg = make_config(tmp_path)
+    def make(**kw):
+        cfg = make_config(tmp_path, **kw)
+        cfg.pop("allow_teacher_warm_start", None)  # the tiny test config opts out of the check
+        return cfg
+
+    cfg = make()
     cfg["train"].update(warm_start="pretrained", pretrained_version="0.3.0")  # the default HF teacher's model
     with pytest.raises(ConfigError) as err:
         load_config(save_config(tmp_path, cfg))
@@ -38,10 +43,10 @@ def test_warm_start_from_the_hf_teacher_is_refused(tmp_path, make_config, save_c
     cfg["allow_teacher_warm_start"] = True
     assert load_config(save_config(tmp_path, cfg)).allow_teacher_warm_start
     for train in ({"pretrained_version": "r2scan"}, {"warm_start": "scratch"}):  # not the teacher: fine
-        ok = make_config(tmp_path)
+        ok = make()
         ok["train"].update(train)
         load_config(save_config(tmp_path, ok))
-    other = make_config(tmp_path)  # a teacher pair with another HF model: 0.3.0 is then a fair warm start
+    other = make()  # a teacher pair with another HF model: 0.3.0 is then a fair warm start
     other["labelers"]["hf"]["options"] = {
         "fidelities": {
             "lf": {"model": "0.2.0", "magmoms": False, "cost_ref": 190.0},
