@@ -198,7 +198,7 @@ def run_science(
             if pool.surrogate
             else "real DFT labels"
         ),
-        "pair": pool.meta.get("pair") if config.labeler == "teacher" else f"replay {config.data}",
+        "pair": pool.meta.get("pair", config.pair) if config.labeler == "teacher" else f"replay {config.data}",
         "gap": gap,
         "warm_start": {
             "version": config.warm_version,
