@@ -32,12 +32,13 @@ STRATEGIES: tuple[str, ...] = ("uncertainty", "random")
 
 
 class TrustWindow(BaseModel):
-    """Trust window of one fidelity on one score (eV/Å for force scores)."""
+    """Trust window of one fidelity on one score (calibrated eV/Å for force scores: raw spread × the fidelity's
+    fitted scale; eV/atom for energy_std, μB for magmom_std_max)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    lo: float = Field(ge=0, description="below: the model is trusted, nothing to learn")
-    hi: float = Field(gt=0, description="at or above: likely unphysical, counted and kept out")
+    lo: float = Field(ge=0, description="below: the model is trusted, nothing to learn (calibrated units)")
+    hi: float = Field(gt=0, description="at or above: likely unphysical, counted and kept out (calibrated units)")
     score: str = Field("force_std_max", description=f"score to threshold, one of {list(SCORE_NAMES)}")
     max_per_round: int = Field(ge=0, description="cap on picks per round (paired LF labels not counted)")
 

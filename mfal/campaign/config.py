@@ -1,6 +1,7 @@
 """Campaign configuration (pydantic, ``extra="forbid"`` everywhere) and its one-line-error loader.
 
-Budgets are in core-hours in the YAML (status and RoundDocs report core-seconds); force thresholds in eV/Å.
+Budgets are in core-hours in the YAML (status and RoundDocs report core-seconds); force thresholds in calibrated eV/Å (raw ensemble
+spread × the per-fidelity scale the evaluate step fits each round).
 """
 
 from __future__ import annotations
@@ -44,6 +45,11 @@ class CampaignEnsemble(EnsembleConfig):
 
     k: int = Field(3, ge=3, description="ensemble members (≥ 3 for a usable spread)")
     bootstrap: bool = Field(True, description="each member trains on a bootstrap resample (per fidelity)")
+    kind: Literal["independent", "heads"] = Field(
+        "heads",
+        description="heads (default: one shared trunk, K readout heads on their own bootstraps; cheaper to train "
+        "and score, HF calibration as good in `mfal bench model`; no moment spread) or independent (K full models)",
+    )
 
 
 class InitialConfig(_Strict):
@@ -62,7 +68,8 @@ class StopConfig(_Strict):
     hf_uncertainty_target: float | None = Field(
         None,
         gt=0,
-        description="stop when the mean target-fidelity force_std_max of the candidates falls below (eV/Å)",
+        description="stop when the mean calibrated target-fidelity force_std_max of the candidates (raw ensemble "
+        "spread × the fidelity's fitted scale, eV/Å; see RoundDoc.uncertainty_scale) falls below (eV/Å)",
     )
 
 
@@ -152,12 +159,16 @@ class CampaignConfig(_Strict):
         """Why the warm start is refused (it is the HF teacher's own model), or None when it is fine."""
         high = self.fidelities.high
         teacher = self.teacher_model(high)
-        if self.allow_teacher_warm_start or self.train.warm_start != "pretrained" or teacher is None:
+        if self.allow_teacher_warm_start or teacher is None:
             return None
-        if self.train.pretrained_version != teacher:
+        from mfal.train.build import warm_start_name
+
+        start = warm_start_name(self.train)
+        if start != teacher:
             return None
+        field = "train.pretrained_version" if self.train.warm_start == "pretrained" else "train.warm_start"
         return (
-            f"train.pretrained_version={self.train.pretrained_version!r} is the {high} teacher's model "
+            f"{field}={start!r} is the {high} teacher's model "
             f"(labelers.{high}): the model would start from its own labels; warm-start from another "
             "(e.g. 'r2scan'), use train.warm_start: scratch, or set allow_teacher_warm_start: true"
         )

@@ -40,6 +40,10 @@ def test_warm_start_from_the_hf_teacher_is_refused(tmp_path, make_config, save_c
     msg = str(err.value)
     assert "\n" not in msg and "field train.pretrained_version='0.3.0'" in msg and "hf teacher" in msg
     assert "allow_teacher_warm_start" in msg
+    named = make()
+    named["train"].update(warm_start="0.3.0")  # the same model named directly
+    with pytest.raises(ConfigError, match=r"field train\.warm_start='0\.3\.0' is the hf teacher's model"):
+        load_config(save_config(tmp_path, named))
     cfg["allow_teacher_warm_start"] = True
     assert load_config(save_config(tmp_path, cfg)).allow_teacher_warm_start
     for train in ({"pretrained_version": "r2scan"}, {"warm_start": "scratch"}):  # not the teacher: fine
