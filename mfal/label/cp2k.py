@@ -66,6 +66,7 @@ from mfal.label.cp2k_run import (
     run_cp2k_custodian,
 )
 from mfal.label.cp2k_settings import Cp2kSettings, Rung, default_data_dir
+from mfal.label.cp2k_spin import label_spin_states
 from mfal.label.quality import QualityConfig, check_frame
 from mfal.store.docs import FrameDoc, make_frame_id
 
@@ -181,8 +182,11 @@ class Cp2kLabeler:
                 **common,
             )
         treatment = self.settings.treatment(n_el, hf)
+        if hf and self.settings.max_spin_attempts > 1:
+            return label_spin_states(self, structure, new, fidelity, root, data_dir, treatment, common)
         attempts = self._climb(structure, fidelity, task_dir, data_dir, magmoms, hf, treatment)
         return self._frame(new, fidelity, {**calc, "scf_treatment": treatment}, attempts, magmoms, common)
+
 
     def _climb(
         self,

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mfal.errors import ConfigError
+from mfal.label.magmoms import NAMED_ORDERINGS as DEFAULT_SPIN_LADDER
 from mfal.label.magmoms import MomentSource, check_ordering
 from mfal.label.quality import QualityConfig
 
@@ -57,7 +58,10 @@ DEFAULT_LADDER: dict[str, list[dict[str, Any]]] = {
 }  # fmt: skip
 #: keys of a rung that are not Cp2kSettings fields, and fields a rung may not change
 RUNG_KEYS = ("name", "restart_from_previous")
-_NOT_IN_RUNG = ("ladder", "retry", "max_attempts", "restart_wfn", "quality")
+_NOT_IN_RUNG = (
+    "ladder", "retry", "max_attempts", "restart_wfn", "quality", "max_spin_attempts", "spin_ladder",
+    "keep_lowest_energy",
+)  # fmt: skip
 
 
 class Rung(BaseModel):
@@ -191,6 +195,19 @@ class Cp2kSettings(BaseModel):
     keep_wfn: bool = Field(False, description="keep CP2K's *.wfn restart files (MB each)")
     data_dir: str | None = Field(None, description="pymatgen CP2K data dir (default: see default_data_dir())")
     quality: QualityConfig = Field(default_factory=QualityConfig, description="quality gates of every label")
+    max_spin_attempts: int = Field(
+        3,
+        ge=1,
+        description="HF spin states tried per structure (mfal.label.ladder: configured ordering, other moment "
+        "guess, spin_ladder orderings), each with the full SCF ladder; 1 = no spin ladder",
+    )
+    spin_ladder: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_SPIN_LADDER),
+        description="orderings the HF spin ladder tries after the configured one, in order",
+    )
+    keep_lowest_energy: bool = Field(
+        False, description="run every spin rung and keep the lowest-energy accepted spin state (all charged)"
+    )
 
     @field_validator("hubbard_u", "initial_moments", "valence")
     @classmethod
