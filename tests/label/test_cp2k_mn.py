@@ -55,7 +55,8 @@ def mno_frames(cp2k_ready, tmp_path_factory):
 
 def _report(capsys, frames, fid: str) -> None:
     doc = frames[fid]
-    rungs = ", ".join(f"{a['rung']}:{a['status']}:{a['scf_steps']}" for a in doc.calc["attempts"])
+    scf = doc.calc.get("scf_attempts", doc.calc["attempts"])  # HF: "attempts" are the spin rungs
+    rungs = ", ".join(f"{a['rung']}:{a['status']}:{a['scf_steps']}" for a in scf)
     with capsys.disabled():
         print(
             f"\n[cp2k MnO {fid}] wall {frames['wall_s'][fid]:.0f} s, CP2K {doc.calc['cp2k_time_s'] or 0:.0f} s, "
@@ -87,6 +88,7 @@ def test_mno_hf_is_high_spin_afm(mno_frames, capsys):
     lf, hf = mno_frames["lf"], mno_frames["hf"]
     assert hf.status == "ok", hf.status_reason
     assert hf.calc["ispin"] == 2 and hf.calc["magmom_init"][:2] == [5.0, -5.0]
+    assert [a["ordering"] for a in hf.calc["attempts"]] == ["afm"]  # the first spin rung was accepted
     out = parse_cp2k_output(hf.task_dir)
     assert out.uks is True and out.scf_converged and out.multiplicity == 1
     for moments in (np.asarray(hf.magmoms), np.asarray(out.magmoms_mulliken)):  # Hirshfeld, Mulliken
