@@ -1,6 +1,6 @@
 """LF/HF gap statistics of a paired label set (the numbers of the fidelity-gap table in docs/benchmarks.md).
 
-Same measures as ``scripts/cp2k_gap_stats.py``: per atom |F_HF − F_LF| (vector norm, eV/Å) over mean |F_HF|,
+The one implementation (``scripts/cp2k_gap_stats.py`` calls it for the CP2K set): per atom |F_HF − F_LF| (vector norm, eV/Å) over mean |F_HF|,
 ΔE = (E_HF − E_LF) / n_atoms (eV/atom, mean ± std over structures), ΔP = tr(σ_HF − σ_LF) / 3 (GPa, CHGNet sign,
 mean ± std) and the RMS over the 9 stress components (GPa).
 """
