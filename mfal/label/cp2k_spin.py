@@ -8,7 +8,6 @@ from typing import Any
 from pymatgen.core import Structure
 
 from mfal.label import ladder as L
-from mfal.label.magmoms import predicted_magmoms
 from mfal.store.docs import FrameDoc, make_frame_id
 
 
@@ -26,10 +25,7 @@ def label_spin_states(
     (:mod:`mfal.label.ladder`); each spin rung runs the whole SCF ladder in its own task dir, and its SCF
     attempts are kept as ``calc["scf_attempts"]`` (``calc["attempts"]`` lists the spin rungs)."""
     s = labeler.settings
-    rungs = L.build_ladder(
-        s.ordering, s.magmom_source, max_attempts=s.max_spin_attempts, orderings=s.spin_ladder,
-        has_prediction=predicted_magmoms(structure) is not None,
-    )  # fmt: skip
+    rungs = L.rungs_for(s, structure)
 
     def moments(rung: L.Rung, k: int) -> tuple[list[float], dict[str, Any]]:
         return L.rung_moments(structure, rung, k, s.initial_moments, default=0.0)

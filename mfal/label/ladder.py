@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pymatgen.core import Structure
 
-from mfal.label.magmoms import NAMED_ORDERINGS, initial_moments
+from mfal.label.magmoms import NAMED_ORDERINGS, initial_moments, predicted_magmoms
 from mfal.label.quality import is_scf_problem, spin_problems
 from mfal.store.docs import FrameDoc
 
@@ -76,6 +76,15 @@ def build_ladder(
         if rung not in rungs:
             rungs.append(rung)
     return rungs[: max(1, max_attempts)]
+
+
+def rungs_for(options: Any, structure: Structure) -> list[Rung]:
+    """:func:`build_ladder` from a labeler's options (``ordering``, ``magmom_source``, ``max_spin_attempts``,
+    ``spin_ladder``; VASP and CP2K name them alike), with the model-moment rung when ``structure`` carries one."""
+    return build_ladder(
+        options.ordering, options.magmom_source, max_attempts=options.max_spin_attempts,
+        orderings=options.spin_ladder, has_prediction=predicted_magmoms(structure) is not None,
+    )  # fmt: skip
 
 
 def retriable(attempt: Attempt) -> bool:
@@ -218,6 +227,7 @@ __all__ = [
     "next_step",
     "retriable",
     "rung_moments",
+    "rungs_for",
     "run_ladder",
     "total_cost",
 ]

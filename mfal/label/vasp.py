@@ -30,7 +30,6 @@ from mfal.label.magmoms import (
     MomentSource,
     check_ordering,
     initial_moments,
-    predicted_magmoms,
     with_initial_magmoms,
 )
 from mfal.label.quality import QualityConfig
@@ -299,10 +298,7 @@ class VaspLabeler:
     def _label_spin(self, structure: Structure, fidelity: str, root: Path, common: dict[str, Any]) -> FrameDoc:
         """Spin-polarized label through the retry ladder (see :meth:`label`)."""
         cfg = self.config
-        rungs = L.build_ladder(
-            cfg.ordering, cfg.magmom_source, max_attempts=cfg.max_spin_attempts, orderings=cfg.spin_ladder,
-            has_prediction=predicted_magmoms(structure) is not None,
-        )  # fmt: skip
+        rungs = L.rungs_for(cfg, structure)
 
         def moments(rung: L.Rung, k: int) -> tuple[list[float], dict[str, Any]]:
             return L.rung_moments(structure, rung, k, cfg.magmom, default=cfg.default_magmom)
