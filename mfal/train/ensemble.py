@@ -127,6 +127,19 @@ def load_done(directory: Path) -> TrainResult | None:
     )
 
 
+def resume_point(mdir: Path | None, config: TrainConfig, what: str) -> tuple[TrainResult | None, Any]:
+    """Where member dir ``mdir`` stands: ``(result, None)`` when it holds a finished run (its config set to
+    ``config``), else ``(None, saved train state or None)``."""
+    if mdir is None:
+        return None, None
+    done = load_done(mdir)
+    if done is not None:
+        done.config = config
+        log.info("%s: done (%s), skipped", what, done.checkpoint)
+        return done, None
+    return None, load_train_state(mdir / STATE_FILE) if (mdir / STATE_FILE).is_file() else None
+
+
 def _write_done(directory: Path, res: TrainResult, seed: int) -> None:
     if res.checkpoint is None:  # trained without out_dir: nothing to record
         return
@@ -234,15 +247,11 @@ def train_ensemble(
     for i in range(k):
         cfg = member_config(i)
         mdir = member_dir(out, i) if out is not None else None
-        done = load_done(mdir) if mdir is not None else None
+        done, state = resume_point(mdir, cfg, f"ensemble member {i}")
         if done is not None:
-            done.config = cfg
-            log.info("ensemble member %d: done (%s), skipped", i, done.checkpoint)
             results.append(done)
             continue
-        state = None
-        if mdir is not None and (mdir / STATE_FILE).is_file():
-            state = load_train_state(mdir / STATE_FILE)
+        if state is not None:
             model = model_from_state(state)
             log.info("ensemble member %d: resuming from %s", i, mdir / STATE_FILE)
         else:

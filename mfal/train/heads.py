@@ -22,7 +22,6 @@ from mfal.errors import DataError
 from mfal.train.build import model_from_state
 from mfal.train.config import TrainConfig
 from mfal.train.data import FrameDataset
-from mfal.train.state import STATE_FILE, load_train_state
 from mfal.train.trainer import TrainResult, train_on_datasets
 
 if TYPE_CHECKING:
@@ -49,7 +48,7 @@ def train_heads(
     (graphs built once) — both from :func:`mfal.train.ensemble.train_ensemble`.
     """
     from mfal.model.ensemble import MFEnsemble, freeze_trunk, perturb_readout
-    from mfal.train.ensemble import _write_done, bootstrap_indices, load_done, member_dir
+    from mfal.train.ensemble import _write_done, bootstrap_indices, member_dir, resume_point
 
     results: list[TrainResult] = []
     trunk: list[Any] = []  # member 0's trained model
@@ -70,15 +69,10 @@ def train_heads(
         if i > 0:
             cfg = cfg.model_copy(update={"epochs": ensemble.head_epochs or config.epochs})
         mdir = member_dir(out_dir, i) if out_dir is not None else None
-        done = load_done(mdir) if mdir is not None else None
+        done, state = resume_point(mdir, cfg, f"ensemble head {i}")
         if done is not None:
-            done.config = cfg
-            log.info("ensemble head %d: done (%s), skipped", i, done.checkpoint)
             results.append(done)
             continue
-        state = None
-        if mdir is not None and (mdir / STATE_FILE).is_file():
-            state = load_train_state(mdir / STATE_FILE)
         if i == 0:
             model = model_from_state(state) if state is not None else start_model(0, cfg)
             train, val = prepared(model)
