@@ -20,6 +20,17 @@ logger = logging.getLogger(__name__)
 KINDS = ("independent", "heads")
 
 
+def campaign_force_probes(ensemble: Any) -> int | None:
+    """The force probes a campaign scores ``ensemble`` with by default (``ensemble.force_probes``, shared-trunk
+    ensembles only; None = exact), capped at K - 1 members."""
+    from mfal.campaign.config import CampaignEnsemble
+
+    probes = CampaignEnsemble().force_probes
+    if probes is None or not ensemble.shared_trunk:
+        return None
+    return min(probes, len(ensemble.members) - 1)
+
+
 def split_teacher_frames(n_lf: int = 16, n_hf: int = 8, n_test: int = 12) -> dict[str, list]:
     """Train / val / test frames of the built-in set (48 LF, 24 HF on the first 24 LF structures).
 
@@ -111,7 +122,9 @@ def compare_kinds(
         train_wall, train_cpu = time.perf_counter() - w0, time.process_time() - c0
         ensemble = MFEnsemble([r.model for r in results])
         w0, c0 = time.perf_counter(), time.process_time()
-        scores = score_candidates(ensemble, test_structures, cfg.fidelities)
+        scores = score_candidates(
+            ensemble, test_structures, cfg.fidelities, force_probes=campaign_force_probes(ensemble), seed=seed
+        )
         score_wall, score_cpu = time.perf_counter() - w0, time.process_time() - c0
         ensembles[kind] = ensemble
         report[kind] = {

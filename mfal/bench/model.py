@@ -61,6 +61,7 @@ def campaign_kind() -> str:
 def scorer_timing(cells: list, chgnet: Any, ensembles: dict[str, Any], repeats: int) -> dict[str, Any]:
     """``score_candidates`` (all fidelities, graphs built once inside) of each ensemble vs one CHGNet
     ``predict_structure(task="efsm")`` (chgnet has no "efm" task) of the same ``cells``, rotated side by side (see :func:`_timed`)."""
+    from mfal.bench.kinds import campaign_force_probes
     from mfal.uncertainty import score_candidates
 
     n = len(cells)
@@ -68,7 +69,9 @@ def scorer_timing(cells: list, chgnet: Any, ensembles: dict[str, Any], repeats: 
         "chgnet": lambda: chgnet.predict_structure(cells, task="efsm", batch_size=n)
     }
     for kind, ens in ensembles.items():
-        fns[kind] = lambda e=ens: score_candidates(e, cells, e.fidelities, batch_size=n)
+        fns[kind] = lambda e=ens: score_candidates(
+            e, cells, e.fidelities, batch_size=n, force_probes=campaign_force_probes(e)
+        )
     for fn in fns.values():  # warm-up (allocator, lazy imports)
         fn()
     return _timed(fns, "chgnet", repeats)

@@ -50,6 +50,21 @@ class CampaignEnsemble(EnsembleConfig):
         description="heads (default: one shared trunk, K readout heads on their own bootstraps; cheaper to train "
         "and score, HF calibration as good in `mfal bench model`; no moment spread) or independent (K full models)",
     )
+    force_probes: int | None = Field(
+        None,
+        ge=1,
+        description="heads only: score the force spread with this many random contrast probes (1 + P backward "
+        "passes per fidelity instead of K; an unbiased sketch of the member variance); null = exact member forces",
+    )
+
+    @model_validator(mode="after")
+    def _probes_fit(self) -> CampaignEnsemble:
+        if self.force_probes is not None:
+            if self.kind != "heads":
+                raise ValueError(f"force_probes={self.force_probes} needs kind: heads (got kind: {self.kind})")
+            if self.force_probes > self.k - 1:
+                raise ValueError(f"force_probes={self.force_probes} must be <= k - 1 = {self.k - 1} (k - 1 = exact)")
+        return self
 
 
 class InitialConfig(_Strict):

@@ -13,6 +13,7 @@ from mfal.campaign import policy, recalibrate
 from mfal.campaign.artifacts import Evaluation, RoundScores, TrainOutput
 from mfal.campaign.context import Campaign, now
 from mfal.campaign.faults import fault_point
+from mfal.campaign.score import scorer_options
 from mfal.campaign.train import split_frames
 from mfal.runopts import RunOptions
 from mfal.store.docs import FrameDoc
@@ -68,7 +69,9 @@ def _recalibrate(
     sources = {"labeled": (scores, frames)}
     ok_val = [f for f in val if f.status == "ok"]
     if ok_val and refs:
-        sources["validation"] = (recalibrate.score_frames(c.ensemble(refs), ok_val, fids), ok_val)
+        ens = c.ensemble(refs)
+        scored = recalibrate.score_frames(ens, ok_val, fids, **scorer_options(c, ens, rd.r))
+        sources["validation"] = (scored, ok_val)
     stats, scale, counts = recalibrate.round_calibration(fids, applied, sources)
     now_fitted = {f: {q: fitted[f][q] or stats[f][q].scale is not None for q in stats[f]} for f in stats}
     return recalibrate.save_calibration(rd.path, stats, scale, now_fitted, counts)

@@ -79,8 +79,9 @@ def spread_vs_error(
     return std, err
 
 
-def score_frames(ensemble: Any, frames: list[FrameDoc], fids: Fidelities) -> RoundScores:
-    """Raw scores of the structures of ``frames`` (ids = structure ids) by ``ensemble`` at every fidelity."""
+def score_frames(ensemble: Any, frames: list[FrameDoc], fids: Fidelities, **scorer: Any) -> RoundScores:
+    """Raw scores of the structures of ``frames`` (ids = structure ids) by ``ensemble`` at every fidelity
+    (``scorer``: score_candidates options, e.g. force_probes and seed, as the score step uses)."""
     from mfal.uncertainty import score_candidates
 
     by_id: dict[str, FrameDoc] = {}
@@ -89,7 +90,7 @@ def score_frames(ensemble: Any, frames: list[FrameDoc], fids: Fidelities) -> Rou
     if not by_id:
         return RoundScores(model=None)
     ids = list(by_id)
-    pred = score_candidates(ensemble, [by_id[i].get_structure() for i in ids], fids.names)
+    pred = score_candidates(ensemble, [by_id[i].get_structure() for i in ids], fids.names, **scorer)
     return RoundScores(model=["validation"], ids=ids, fidelities=pred)
 
 

@@ -9,6 +9,7 @@ in ``scale.json``. Trust windows (select) and ``stop.hf_uncertainty_target`` the
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from mfal.campaign import recalibrate
 from mfal.campaign.artifacts import RoundScores
@@ -17,6 +18,13 @@ from mfal.campaign.faults import fault_point
 from mfal.runopts import RunOptions
 from mfal.uncertainty import score_candidates
 from mfal.uncertainty.scores import calibrate_scores
+
+
+def scorer_options(c: Campaign, ensemble: Any, r: int) -> dict[str, Any]:
+    """How round ``r`` scores with ``ensemble``: ``ensemble.force_probes`` of the config (shared-trunk ensembles
+    only; None = exact member forces) and the probes' seed (campaign seed, round)."""
+    probes = c.config.ensemble.force_probes if getattr(ensemble, "shared_trunk", False) else None
+    return {"force_probes": probes, "seed": c.config.seed * 1000 + r}
 
 
 def score_round(root: str | Path, r: int, options: RunOptions | None = None) -> RoundScores:
@@ -36,7 +44,13 @@ def score_round(root: str | Path, r: int, options: RunOptions | None = None) -> 
             ensemble = c.ensemble(c.state.checkpoints)
             names = c.fids.names
             with progress_bar(c.options.progress, len(names), f"round {r}: score") as bar:
-                pred = score_candidates(ensemble, cands.structures(), names, progress=bar.update)
+                pred = score_candidates(
+                    ensemble,
+                    cands.structures(),
+                    names,
+                    progress=bar.update,
+                    **scorer_options(c, ensemble, r),
+                )
             pred = {
                 f: fs.model_copy(update={"scores": calibrate_scores(fs.scores, scale[f])}) for f, fs in pred.items()
             }

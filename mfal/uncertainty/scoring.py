@@ -116,6 +116,8 @@ def score_candidates(
     subset: Sequence[int] | None = None,
     progress: Callable[[int], Any] | None = None,
     batch_size: int = 16,
+    force_probes: int | None = None,
+    seed: int = 0,
 ) -> dict[str, FidelityScores]:
     """Ensemble means and uncertainty scores of ``structures`` at each of ``fidelities``.
 
@@ -129,6 +131,10 @@ def score_candidates(
         subset: positions into ``structures`` (and ``graphs``) to score, in that order; None = all.
         progress: called with 1 after each fidelity.
         batch_size: graphs per forward pass.
+        force_probes: shared-trunk ensembles only: sketch the force variance with this many random contrast
+            probes (1 + P backward passes per fidelity instead of K; ``MFEnsemble.predict_with_uncertainty``);
+            None = exact member forces.
+        seed: seed of the probes.
 
     Returns:
         ``{fidelity: FidelityScores}`` with ``scores`` (:data:`SCORE_NAMES`), ``energy`` (eV per cell),
@@ -155,7 +161,9 @@ def score_candidates(
     nsites = np.asarray([len(s) for s in structures], dtype=float)
     out: dict[str, FidelityScores] = {}
     for fid in names:
-        pred = ensemble.predict_with_uncertainty(structures, fid, graphs=graphs, batch_size=batch_size)
+        pred = ensemble.predict_with_uncertainty(
+            structures, fid, graphs=graphs, batch_size=batch_size, force_probes=force_probes, seed=seed
+        )
         scores = scores_from_prediction(pred, nsites.astype(int).tolist(), energy_per_atom=lead.is_intensive)
         energy = np.asarray(pred["energy"], dtype=float)
         if lead.is_intensive:

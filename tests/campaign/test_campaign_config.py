@@ -76,6 +76,11 @@ def test_warm_start_from_the_hf_teacher_is_refused(tmp_path, make_config, save_c
         ),
         (lambda c: c["labelers"]["hf"].update(kind="gaussian"), r"labelers\.hf(\.kind)?: .*'gaussian'"),
         (lambda c: c["ensemble"].update(k=2), r"field ensemble\.k: .*greater than or equal to 3"),
+        (
+            lambda c: c["ensemble"].update(kind="independent", force_probes=1),
+            r"field ensemble: .*force_probes=1 needs kind: heads",
+        ),
+        (lambda c: c["ensemble"].update(k=3, force_probes=3), r"force_probes=3 must be <= k - 1 = 2"),
     ],
 )
 def test_bad_config_one_line_nothing_run(tmp_path, mfal_cli, mutate, expected, make_config, save_config):

@@ -59,6 +59,13 @@ def test_shared_trunk_path_equals_member_path(_mf_pretrained, structures):
     sketch = fast.predict_with_uncertainty(structures, "lf", force_probes=1)
     assert np.all(np.isfinite(sketch["force_std_max"])) and np.all(sketch["force_std_max"] > 0)
     np.testing.assert_allclose(sketch["energy_std"], a["energy_std"], atol=1e-6)  # energies stay exact
+    # the campaign's scorer passes the option through: same means, the sketched spread
+    from mfal.uncertainty import score_candidates
+
+    scored = score_candidates(fast, structures, ("lf",), force_probes=1)["lf"]
+    np.testing.assert_allclose(scored.array("force_std_max"), sketch["force_std_max"], rtol=1e-5)
+    assert not np.allclose(scored.array("force_std_max"), a["force_std_max"], rtol=1e-3)
+    np.testing.assert_allclose(scored.forces_of(0), a["forces"][0], atol=1e-4)
 
 
 def test_independent_members_from_checkpoints(_mf_pretrained, perturb_fidelity_params, feo_cell, tmp_path):
