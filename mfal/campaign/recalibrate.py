@@ -9,9 +9,13 @@ scores with) — and writes ``rounds/NNN/calibration.json``: per fidelity and qu
 scale and writes ``rounds/NNN/scale.json`` (which scale, from which round; round 0 and a campaign without any
 fit are uncalibrated, scale 1).
 
-Quantities: ``forces`` (force_std_max vs the largest per-atom force error, eV/Å), ``energy`` (energy_std vs
-|ΔE| per atom, eV/atom), ``moments`` (magmom_std_max vs the largest site | |m_pred| − |m_label| |, μB; magnetic
-fidelities only — labels and the model's moments are compared as magnitudes, as in training).
+Quantities: ``forces`` (force_std_max vs the largest per-atom force error, eV/Å), ``forces_atoms`` (every force
+component of every paired frame: the raw per-component member std vs the signed error F_pred − F_label, eV/Å;
+area/coverage/scale over components, ρ over atoms — :func:`~mfal.uncertainty.atom_calibration_stats`; its own
+scale chain, recorded but not applied to any score: trust windows and the stop rule keep the ``forces`` scale),
+``energy`` (energy_std vs |ΔE| per atom, eV/atom), ``moments`` (magmom_std_max vs the largest site
+| |m_pred| − |m_label| |, μB; magnetic fidelities only — labels and the model's moments are compared as
+magnitudes, as in training).
 """
 
 from __future__ import annotations
@@ -25,18 +29,45 @@ from mfal.campaign.artifacts import RoundScores
 from mfal.fidelity import Fidelities
 from mfal.fileio import atomic_write_json, read_json
 from mfal.store.docs import FrameDoc
-from mfal.uncertainty.calibration import CalibrationStats, calibration_stats, max_force_error
+from mfal.uncertainty.calibration import (
+    CalibrationStats,
+    atom_calibration_stats,
+    calibration_stats,
+    force_component_errors,
+    max_force_error,
+)
 from mfal.uncertainty.scores import raw_scores
 
 CALIBRATION_FILE = "calibration.json"
 SCALE_FILE = "scale.json"
-#: quantity -> the score whose spread it calibrates
-QUANTITY_SCORE: dict[str, str] = {"forces": "force_std_max", "energy": "energy_std", "moments": "magmom_std_max"}
+#: quantity -> the score whose spread it calibrates (``forces_atoms``: the FidelityScores field of per-atom,
+#: per-component raw std, not a score)
+QUANTITY_SCORE: dict[str, str] = {
+    "forces": "force_std_max",
+    "forces_atoms": "forces_std_xyz",
+    "energy": "energy_std",
+    "moments": "magmom_std_max",
+}
+#: quantities whose pairs are force components, three per atom (judged by atom_calibration_stats)
+COMPONENT_QUANTITIES = ("forces_atoms",)
 
 
 def quantities(fids: Fidelities, fidelity: str) -> tuple[str, ...]:
     """The calibrated quantities of ``fidelity`` (moments only at magnetic fidelities)."""
-    return ("forces", "energy", "moments") if fids.is_magnetic(fidelity) else ("forces", "energy")
+    base = ("forces", "forces_atoms", "energy")
+    return (*base, "moments") if fids.is_magnetic(fidelity) else base
+
+
+def _component_pairs(fs: Any, i: int, frame: FrameDoc) -> tuple[list[float], list[float]]:
+    """(raw per-component std, signed error F_pred − F_label) of candidate ``i``, flattened atom by atom (x, y,
+    z), eV/Å; empty without labels or without the per-component std (scores saved before it was kept)."""
+    std = fs.forces_std_of(i) if hasattr(fs, "forces_std_of") else None
+    if frame.forces is None or std is None:
+        return [], []
+    err = force_component_errors(fs.forces_of(i), np.asarray(frame.forces))
+    if std.shape != err.shape:
+        return [], []
+    return std.ravel().tolist(), err.ravel().tolist()
 
 
 def _error(quantity: str, fs: Any, i: int, frame: FrameDoc) -> float | None:
@@ -57,20 +88,27 @@ def spread_vs_error(
     scores: RoundScores, frames: list[FrameDoc], fidelity: str, quantity: str
 ) -> tuple[list[float], list[float]]:
     """(raw spread, true error) of the ok ``frames`` at ``fidelity`` that ``scores`` scored (joined by
-    structure id); units of ``quantity`` (eV/Å, eV/atom, μB)."""
+    structure id); units of ``quantity`` (eV/Å, eV/atom, μB). For ``forces_atoms`` one pair per force
+    component (3 per atom, atom by atom), the error signed."""
     std: list[float] = []
     err: list[float] = []
     if not scores.has_model or fidelity not in scores.fidelities:
         return std, err
     fs = scores.fidelities[fidelity]
     name = QUANTITY_SCORE[quantity]
-    if name not in fs.scores:
+    components = quantity in COMPONENT_QUANTITIES
+    if not components and name not in fs.scores:
         return std, err
-    raw = raw_scores(fs.scores, name)
+    raw = None if components else raw_scores(fs.scores, name)
     index = scores.index()
     for fr in frames:
         i = index.get(fr.structure_id) if fr.fidelity == fidelity and fr.status == "ok" else None
         if i is None:
+            continue
+        if raw is None:
+            s, e3 = _component_pairs(fs, i, fr)
+            std += s
+            err += e3
             continue
         e = _error(quantity, fs, i, fr)
         if e is not None:
@@ -117,7 +155,10 @@ def round_calibration(
                 err += e
                 counts[f][f"{q}_{name}"] = len(s)
             a = applied.get(f, {}).get(q, 1.0)
-            st = calibration_stats(std, err, scale_applied=a)
+            if q in COMPONENT_QUANTITIES:
+                st = atom_calibration_stats(np.reshape(std, (-1, 3)), np.reshape(err, (-1, 3)), scale_applied=a)
+            else:
+                st = calibration_stats(std, err, scale_applied=a)
             stats[f][q] = st
             scale[f][q] = st.scale if st.scale is not None else a
     return stats, scale, counts

@@ -86,8 +86,9 @@ class MFEnsemble:
         """Ensemble mean and spread (population std over the K members) at ``fidelity``.
 
         Returns "energy" [n] eV/atom, "energy_std" [n], "forces" list of [n_i, 3] eV/Å, "forces_std" list of [n_i]
-        (per atom: norm of the per-component std, eV/Å), "force_std_max" [n], "force_std_mean" [n]; for magnetic
-        fidelities also "magmoms" / "magmoms_std" lists of [n_i] μB.
+        (per atom: norm of the per-component std, eV/Å), "forces_std_xyz" list of [n_i, 3] (per atom and
+        component std, eV/Å; "forces_std" is its norm over x, y, z), "force_std_max" [n], "force_std_mean" [n];
+        for magnetic fidelities also "magmoms" / "magmoms_std" lists of [n_i] μB.
 
         ``force_probes`` (shared-trunk ensembles only): number P < K-1 of random orthonormal contrast probes for an
         unbiased sketch of the force variance (cost: 1 + P backward passes instead of K). None = exact.
@@ -143,6 +144,7 @@ class MFEnsemble:
             "energy_std": e_all.std(axis=0),
             "forces": f_mean,
             "forces_std": forces_std,
+            "forces_std_xyz": [np.sqrt(v) for v in f_var],  # [n_i, 3] eV/Å
             "force_std_max": np.array([s.max() for s in forces_std]),
             "force_std_mean": np.array([s.mean() for s in forces_std]),
         }

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from mfal.uncertainty.calibration import (
     CalibrationStats,
+    atom_calibration_stats,
     calibration_rho,
     calibration_stats,
     coverage,
     fit_scale,
+    force_component_errors,
     max_force_error,
     mean_force_error,
     miscalibration_area,
@@ -29,6 +31,7 @@ __all__ = [
     "SCORE_QUANTITY",
     "CalibrationStats",
     "FidelityScores",
+    "atom_calibration_stats",
     "calibrate_scores",
     "calibration_rho",
     "calibration_stats",
@@ -36,6 +39,7 @@ __all__ = [
     "coverage",
     "ensemble_scores",
     "fit_scale",
+    "force_component_errors",
     "max_force_error",
     "mean_force_error",
     "miscalibration_area",

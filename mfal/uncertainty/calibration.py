@@ -3,7 +3,10 @@
 One module for the campaign (``evaluate`` step) and the science benchmark. Units: those of the quantity (forces
 and their errors eV/Å, energies eV/atom, moments μB). :class:`CalibrationStats` is the one result type (ρ,
 miscalibration area, 1σ/2σ coverage, fitted scale); :func:`fit_scale` is the per-fidelity multiplicative
-recalibration of an ensemble spread. Optional fields are None, never NaN, so the JSON stays strict.
+recalibration of an ensemble spread. :func:`atom_calibration_stats` judges forces per atom and component (signed
+component errors vs the per-component member std), the statistic whose Gaussian reference is exact; the
+max-over-atoms pair (``force_std_max`` vs :func:`max_force_error`) has an area floor of ≈ 0.15 even for a perfect
+ensemble (docs/uncertainty.md). Optional fields are None, never NaN, so the JSON stays strict.
 """
 
 from __future__ import annotations
@@ -210,6 +213,36 @@ def calibration_stats(
     )
 
 
+def atom_calibration_stats(
+    predicted_std_xyz: np.ndarray | Sequence[Sequence[float]],
+    error_xyz: np.ndarray | Sequence[Sequence[float]],
+    *,
+    scale_applied: float = 1.0,
+    method: ScaleMethod = "median",
+) -> CalibrationStats:
+    """Calibration of per-atom force spreads: ``predicted_std_xyz`` ``[n_atoms, 3]`` raw member std of each
+    force component (eV/Å; atoms of many structures stacked) against ``error_xyz`` ``[n_atoms, 3]`` signed
+    component errors F_pred − F_label (eV/Å).
+
+    Miscalibration area, 1σ/2σ coverage and ``scale`` are over the 3·n_atoms components (|e_c| vs
+    ``scale_applied``·σ_c: for Gaussian component errors the half-normal reference is exact, so a perfect
+    ensemble has area ≈ 0); ``n`` counts components. ``rho`` ranks atoms: Spearman ρ of the per-atom spread
+    norm ‖σ_atom‖ vs the per-atom error norm ‖e_atom‖ (the quantity the max-atom score is made of). Atoms with a
+    non-finite value are dropped. Raises DataError unless both are ``[n_atoms, 3]`` of equal shape.
+    """
+    sigma = np.asarray(predicted_std_xyz, dtype=float)
+    err = np.asarray(error_xyz, dtype=float)
+    if sigma.size == 0 and err.size == 0:
+        sigma, err = sigma.reshape(0, 3), err.reshape(0, 3)
+    if sigma.shape != err.shape or sigma.ndim != 2 or sigma.shape[1] != 3:
+        raise DataError(f"per-atom std and error must both be [n_atoms, 3]: {sigma.shape} vs {err.shape}")
+    ok = np.isfinite(sigma).all(axis=1) & np.isfinite(err).all(axis=1)
+    sigma, err = sigma[ok], err[ok]
+    st = calibration_stats(sigma.ravel(), err.ravel(), scale_applied=scale_applied, method=method)
+    rho = spearman_rho(np.linalg.norm(sigma, axis=1), np.linalg.norm(err, axis=1))
+    return st.model_copy(update={"rho": rho})
+
+
 def calibration_rho(predicted_std: Sequence[float], true_error: Sequence[float]) -> float | None:
     """Calibration of an uncertainty score: Spearman ρ of predicted std vs true error (1 = perfect ranking).
 
@@ -226,6 +259,14 @@ def _force_pair(pred: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.ndar
     if pred.shape[0] == 0:
         raise DataError("forces of a structure with no atoms have no error")
     return pred, true
+
+
+def force_component_errors(pred_forces: np.ndarray, true_forces: np.ndarray) -> np.ndarray:
+    """Signed force-component errors ``F_pred - F_true`` of one structure, ``[n_atoms, 3]`` eV/Å (pairs with
+    the per-component member std in :func:`atom_calibration_stats`). Raises DataError unless both are
+    ``[n_atoms, 3]`` with n_atoms ≥ 1."""
+    pred, true = _force_pair(pred_forces, true_forces)
+    return pred - true
 
 
 def max_force_error(pred_forces: np.ndarray, true_forces: np.ndarray) -> float:

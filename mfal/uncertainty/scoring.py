@@ -41,6 +41,12 @@ class FidelityScores(BaseModel):
     magmoms: list[list[float]] | None = Field(
         None, description="ensemble-mean site moments per structure, [n_atoms] μB (magnetic fidelities only)"
     )
+    forces_std_xyz: list[list[list[float]]] | None = Field(
+        None,
+        description="raw (uncalibrated) std over members of each force component per structure, [n_atoms, 3] "
+        "eV/Å (its norm over x, y, z is the per-atom spread behind force_std_max); None in scores saved before "
+        "it was kept",
+    )
 
     @model_validator(mode="after")
     def _check_lengths(self) -> FidelityScores:
@@ -49,6 +55,8 @@ class FidelityScores(BaseModel):
         lengths["forces"] = len(self.forces)
         if self.magmoms is not None:
             lengths["magmoms"] = len(self.magmoms)
+        if self.forces_std_xyz is not None:
+            lengths["forces_std_xyz"] = len(self.forces_std_xyz)
         bad = {k: v for k, v in lengths.items() if v != n}
         if bad:
             raise ValueError(f"FidelityScores: {n} energies but lengths {bad}")
@@ -58,6 +66,11 @@ class FidelityScores(BaseModel):
             if self.magmoms is not None and len(self.magmoms[i]) != len(f):
                 raise ValueError(
                     f"FidelityScores: magmoms[{i}] has {len(self.magmoms[i])} sites, forces {len(f)}"
+                )
+            if self.forces_std_xyz is not None and np.shape(self.forces_std_xyz[i]) != np.shape(f):
+                raise ValueError(
+                    f"FidelityScores: forces_std_xyz[{i}] has shape {np.shape(self.forces_std_xyz[i])}, "
+                    f"forces {np.shape(f)}"
                 )
         return self
 
@@ -78,6 +91,13 @@ class FidelityScores(BaseModel):
     def forces_of(self, i: int) -> np.ndarray:
         """``[n_atoms, 3]`` ensemble-mean forces of structure ``i`` (eV/Å)."""
         return np.asarray(self.forces[i], dtype=float).reshape(-1, 3)
+
+    def forces_std_of(self, i: int) -> np.ndarray | None:
+        """``[n_atoms, 3]`` raw per-component member std of structure ``i``'s forces (eV/Å); None when the
+        scores do not carry it (scores saved before it was kept)."""
+        if self.forces_std_xyz is None:
+            return None
+        return np.asarray(self.forces_std_xyz[i], dtype=float).reshape(-1, 3)
 
 
 def _fidelity_names(fidelities: Fidelities | Sequence[str] | str, known: Sequence[str]) -> tuple[str, ...]:
@@ -138,7 +158,8 @@ def score_candidates(
 
     Returns:
         ``{fidelity: FidelityScores}`` with ``scores`` (:data:`SCORE_NAMES`), ``energy`` (eV per cell),
-        ``forces`` ([n_i, 3] eV/Å) and, for magnetic fidelities, ``magmoms`` ([n_i] μB) — all ensemble means.
+        ``forces`` ([n_i, 3] eV/Å) and, for magnetic fidelities, ``magmoms`` ([n_i] μB) — all ensemble means —
+        and ``forces_std_xyz`` ([n_i, 3] eV/Å, raw per-component member std; None if the ensemble does not give it).
     """
     ensemble = _as_ensemble(ensemble)
     names = _fidelity_names(fidelities, ensemble.fidelities)
@@ -169,11 +190,13 @@ def score_candidates(
         if lead.is_intensive:
             energy = energy * nsites  # eV/atom -> eV per cell
         magmoms = pred.get("magmoms")
+        std_xyz = pred.get("forces_std_xyz")
         out[fid] = FidelityScores(
             scores={k: np.asarray(scores[k], dtype=float).tolist() for k in SCORE_NAMES},
             energy=energy.tolist(),
             forces=[np.asarray(f, dtype=float).tolist() for f in pred["forces"]],
             magmoms=[np.asarray(m, dtype=float).tolist() for m in magmoms] if magmoms is not None else None,
+            forces_std_xyz=[np.asarray(v, dtype=float).tolist() for v in std_xyz] if std_xyz is not None else None,
         )
         if progress is not None:
             progress(1)
