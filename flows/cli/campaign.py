@@ -48,7 +48,8 @@ def status(
     dir: Path = typer.Option(Path("campaign"), "--dir", help="campaign directory"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
-    """A table per round: candidates, LF/HF labeled/failed, HF val force MAE, calibration ρ, cost, state."""
+    """A table per round: candidates, LF/HF labeled/failed, HF val force MAE, calibration (ρ, σ scale, area,
+    coverage; per atom: ρ and area), cost, state."""
     from mfal.campaign.report import campaign_status, status_table
 
     st = campaign_status(dir)
@@ -58,7 +59,7 @@ def status(
     from rich.console import Console
 
     console = Console()
-    Console(width=max(console.width, 130)).print(status_table(st))
+    Console(width=max(console.width, 150)).print(status_table(st))
 
 
 @app.command("report")

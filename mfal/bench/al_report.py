@@ -14,6 +14,20 @@ from mfal.bench.al_config import STRATEGIES, AlBenchConfig
 
 #: AL force MAE over random's at equal HF core-hours that the issue aims for
 TARGET_AL_OVER_RANDOM = 0.75
+#: calibration keys per fidelity: the max-atom force pair (RoundDoc calibration "forces") and, suffixed
+#: ``_atoms``, the per-atom / per-component force pair (RoundDoc calibration "forces_atoms")
+CALIBRATION_KEYS = ("rho", "miscalibration_area", "coverage_1sigma")
+ATOM_CALIBRATION_KEYS = tuple(f"{k}_atoms" for k in CALIBRATION_KEYS)
+
+
+def atoms_calibration(calib: Any) -> dict[str, float | None]:
+    """``rho_atoms`` / ``miscalibration_area_atoms`` / ``coverage_1sigma_atoms`` from one fidelity's
+    ``RoundDoc.calibration`` entry (its ``forces_atoms`` stats: ρ over atoms, area and 1σ coverage over force
+    components); None each when absent (campaigns from before per-atom calibration)."""
+    stats = calib.get("forces_atoms") if isinstance(calib, Mapping) else None
+    if stats is not None and not isinstance(stats, Mapping):
+        stats = stats.model_dump()
+    return {f"{k}_atoms": (stats or {}).get(k) for k in CALIBRATION_KEYS}
 QUANTITIES = ("f_mae_mev_ang", "e_mae_mev_atom", "s_mae_gpa", "m_mae_mub")
 
 
@@ -89,13 +103,15 @@ def match_sf(al: Sequence[Mapping[str, Any]], sf: Sequence[Mapping[str, Any]]) -
 
 
 def calibration_summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per fidelity: mean rho / miscalibration_area / coverage_1sigma over rounds ≥ 1 and seeds (None when no
-    RoundDoc has them), and the values per round."""
+    """Per fidelity: mean rho / miscalibration_area / coverage_1sigma (max-atom force error vs force_std_max)
+    and rho_atoms / miscalibration_area_atoms / coverage_1sigma_atoms (per atom and force component, see
+    :func:`atoms_calibration`) over rounds ≥ 1 and seeds (None when no RoundDoc has them), and the values per
+    round."""
     fids = sorted({f for row in rows for f in row.get("calibration", {})})
     out: dict[str, dict[str, Any]] = {}
     for f in fids:
         entry: dict[str, Any] = {}
-        for key in ("rho", "miscalibration_area", "coverage_1sigma"):
+        for key in CALIBRATION_KEYS + ATOM_CALIBRATION_KEYS:
             vals = [
                 row["calibration"][f].get(key)
                 for row in rows

@@ -18,10 +18,15 @@ def calibration_row(doc: Any, high: str, fitted: bool) -> dict[str, Any]:
     scores carried (``hf_uncertainty_calibrated`` False = scale 1, nothing fitted yet, e.g. round 0);
     ``hf_uncertainty_scale``: the scale fitted this round for the next; ``hf_force_rho`` /
     ``hf_miscalibration_area`` / ``hf_coverage_1sigma`` / ``hf_coverage_2sigma``: CalibrationStats of the
-    round's new labels plus validation frames; ``calibration``: every fidelity and quantity (RoundDoc).
+    round's new labels plus validation frames (max-atom force error vs force_std_max); ``hf_force_atoms_rho`` /
+    ``hf_force_atoms_area`` / ``hf_force_atoms_coverage_1sigma`` / ``hf_force_atoms_coverage_2sigma`` /
+    ``hf_force_atoms_scale`` / ``hf_force_atoms_n``: the same frames judged per force component (quantity
+    ``forces_atoms``: ρ over atoms, area and coverage over components, n = components; None in campaigns from
+    before it); ``calibration``: every fidelity and quantity (RoundDoc).
     """
     cal = (doc.calibration if doc else {}) or {}
     forces = cal.get(high, {}).get("forces", {})
+    atoms = cal.get(high, {}).get("forces_atoms", {})
     stop = (doc.selection_reason.get("stop") if doc else None) or {}
     fs = doc.fidelities.get(high) if doc else None
     return {
@@ -34,6 +39,12 @@ def calibration_row(doc: Any, high: str, fitted: bool) -> dict[str, Any]:
         "hf_miscalibration_area": forces.get("miscalibration_area"),
         "hf_coverage_1sigma": forces.get("coverage_1sigma"),
         "hf_coverage_2sigma": forces.get("coverage_2sigma"),
+        "hf_force_atoms_rho": atoms.get("rho"),
+        "hf_force_atoms_area": atoms.get("miscalibration_area"),
+        "hf_force_atoms_coverage_1sigma": atoms.get("coverage_1sigma"),
+        "hf_force_atoms_coverage_2sigma": atoms.get("coverage_2sigma"),
+        "hf_force_atoms_scale": atoms.get("scale"),
+        "hf_force_atoms_n": atoms.get("n"),
         "calibration": cal,
     }
 
@@ -114,7 +125,9 @@ def status_table(st: dict[str, Any]) -> Any:
             f"cost in core-seconds (budget per round LF {bpr['lf']:.0f} / HF {bpr['hf']:.0f}; spent "
             f"LF {st['spent'].get('lf', 0):.0f} of {st['budget_total']['lf']:.0f}, HF {st['spent'].get('hf', 0):.0f} "
             f"of {st['budget_total']['hf']:.0f}); σ scale: applied → fitted for the next round, σ̄: mean calibrated "
-            "HF force std of the candidates, area/1σ cov: miscalibration area and 1σ coverage (0.68 ideal)"
+            "HF force std of the candidates, area/1σ cov: miscalibration area and 1σ coverage (0.68 ideal) of the "
+            "max-atom force error (area floor ≈ 0.15 even when calibrated); ρ/atom, area/atom: per atom and force "
+            "component (0 = calibrated)"
             + (f"; stop: {st['stop_reason']}" if st["stop_reason"] else "")
         ),
     )
@@ -130,6 +143,8 @@ def status_table(st: dict[str, Any]) -> Any:
         "HF σ̄ eV/Å",
         "area HF",
         "1σ cov HF",
+        "ρ/atom HF",
+        "area/atom HF",
         "cost LF",
         "cost HF",
         "state",
@@ -153,6 +168,8 @@ def status_table(st: dict[str, Any]) -> Any:
             fmt(r.get("hf_uncertainty_mean"), "{:.4f}"),
             fmt(r.get("hf_miscalibration_area"), "{:.2f}"),
             fmt(r.get("hf_coverage_1sigma"), "{:.2f}"),
+            fmt(r.get("hf_force_atoms_rho"), "{:.2f}"),
+            fmt(r.get("hf_force_atoms_area"), "{:.2f}"),
             f"{r['cost_lf']:.0f}/{bpr['lf']:.0f}",
             f"{r['cost_hf']:.0f}/{bpr['hf']:.0f}",
             state,
@@ -270,8 +287,8 @@ def make_report(root: str | Path, *, parity: bool = True, html: bool = False) ->
     if st["stop_reason"]:
         lines += [f"Stop reason: {st['stop_reason']}", ""]
     lines += [
-        "| round | candidates | LF ok | HF ok | failed | HF val force MAE (eV/Å) | calibration ρ (HF) | HF σ scale (applied → fitted) | HF mean calibrated σ (eV/Å) | HF miscal. area | HF 1σ / 2σ coverage | cost LF (core-s) | cost HF (core-s) | state |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| round | candidates | LF ok | HF ok | failed | HF val force MAE (eV/Å) | calibration ρ (HF) | HF σ scale (applied → fitted) | HF mean calibrated σ (eV/Å) | HF miscal. area | HF 1σ / 2σ coverage | HF ρ / area per atom | cost LF (core-s) | cost HF (core-s) | state |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in st["rounds"]:
         f = lambda x, p=3: "–" if x is None else f"{x:.{p}f}"  # noqa: E731
@@ -279,7 +296,7 @@ def make_report(root: str | Path, *, parity: bool = True, html: bool = False) ->
             f"| {r['round']} | {r['n_candidates']} | {r['n_lf_labeled']} | {r['n_hf_labeled']} | {r['n_failed']} | "
             f"{f(r['hf_force_mae'])} | {f(r['calibration_rho'], 2)} | {_scale(r)} | {f(r['hf_uncertainty_mean'], 4)} | "
             f"{f(r['hf_miscalibration_area'], 2)} | {f(r['hf_coverage_1sigma'], 2)} / {f(r['hf_coverage_2sigma'], 2)} | "
-            f"{r['cost_lf']:.0f} | {r['cost_hf']:.0f} | {r['state']} |"
+            f"{f(r.get('hf_force_atoms_rho'), 2)} / {f(r.get('hf_force_atoms_area'), 2)} | {r['cost_lf']:.0f} | {r['cost_hf']:.0f} | {r['state']} |"
         )
     lines.append("")
     for title, png in images:

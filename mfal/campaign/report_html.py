@@ -80,6 +80,9 @@ def _round_rows(st: Mapping[str, Any]) -> str:
             _fmt(r.get("hf_uncertainty_mean"), "{:.4f}"),
             _fmt(r.get("hf_miscalibration_area"), "{:.2f}"),
             f"{_fmt(r.get('hf_coverage_1sigma'), '{:.2f}')} / {_fmt(r.get('hf_coverage_2sigma'), '{:.2f}')}",
+            _fmt(r.get("hf_force_atoms_rho"), "{:.2f}"),
+            _fmt(r.get("hf_force_atoms_area"), "{:.2f}"),
+            _fmt(r.get("hf_force_atoms_coverage_1sigma"), "{:.2f}"),
             f"{r['cost_lf'] / 3600:.3f} / {bpr['lf'] / 3600:.3f}",
             f"{r['cost_hf'] / 3600:.3f} / {bpr['hf'] / 3600:.3f}",
         ]
@@ -143,7 +146,8 @@ def render_html(
     )
     cols = (
         "round", "candidates", "LF ok", "HF ok", "failed", "HF F-MAE (eV/Å)", "ρ HF", "HF σ scale",
-        "HF mean σ (eV/Å)", "HF miscal. area", "HF 1σ / 2σ coverage",
+        "HF mean σ (eV/Å)", "HF miscal. area", "HF 1σ / 2σ coverage", "HF ρ per atom", "HF area per atom",
+        "HF 1σ coverage per atom",
         "LF core-h (round / per-round budget)", "HF core-h (round / per-round budget)", "state", "stop reason",
     )  # fmt: skip
     head = "".join(f'<th{" class=l" if c in ("state", "stop reason") else ""}>{html.escape(c)}</th>' for c in cols)
@@ -166,7 +170,10 @@ spread was multiplied by this round → the factor fitted on this round's new la
 next (1 = uncalibrated, before any fit). HF mean σ: mean calibrated force_std_max of the candidates (eV/Å; trust
 windows and the stop rule compare this). Miscal. area: area between the observed and the Gaussian-expected
 fraction of errors within z·σ over all quantile levels (0 = calibrated, 0.5 = worst); coverage: fraction of
-errors within 1σ / 2σ (0.68 / 0.95 ideal).</p>
+errors within 1σ / 2σ (0.68 / 0.95 ideal). These judge the max-atom force error, whose area stays ≈ 0.15 even
+for a perfectly calibrated ensemble. Per atom: the same frames judged per force component (signed error vs the
+component's member std scaled by its own fitted factor; area 0 and 1σ coverage 0.68 when calibrated; ρ ranks
+atoms by spread norm vs error norm).</p>
 <h2>Figures</h2>
 <div class="figs">{figs or "<p>No figures yet (they appear after the first trained round).</p>"}</div>
 <h2>Failed and quarantined labels</h2>

@@ -73,3 +73,14 @@ def test_dashboard_in_headless_chromium_shows_table_and_plots_without_console_er
     from PIL import Image
 
     assert Image.open(shot).size == (1280, 800)
+
+
+def test_per_atom_force_calibration_columns_and_old_status_without_them():
+    st = _status("done")
+    st["rounds"][1].update(hf_miscalibration_area=0.171, hf_force_atoms_rho=0.634, hf_force_atoms_area=0.0423,
+                           hf_force_atoms_coverage_1sigma=0.667)  # fmt: skip
+    page = render_html(st, [], [])
+    assert "HF area per atom" in page and "HF ρ per atom" in page
+    row = page.split("<tr>")[-1]  # round 1's row: max-atom area, then ρ / area / 1σ coverage per atom
+    assert all(f"<td>{v}</td>" in row for v in ("0.17", "0.63", "0.04", "0.67"))
+    assert page.split("<tr>")[-2].count("<td>–</td>") >= 3  # round 0 (no such keys, e.g. an old campaign): dashes

@@ -116,3 +116,18 @@ def test_round_calibration_pairs_every_force_component_and_tolerates_old_scores(
                       fidelities={"lf": fs.model_copy(update={"forces_std_xyz": None}), "hf": fs})  # fmt: skip
     stats, scale, _ = recalibrate.round_calibration(fids, applied, {"labeled": (old, [frame])})
     assert stats["lf"]["forces_atoms"].n == 0 and scale["lf"]["forces_atoms"] == 2.0
+
+
+def test_bench_al_calibration_summary_carries_the_per_atom_keys_beside_the_old_ones():
+    from mfal.bench.al_report import atoms_calibration, calibration_summary
+
+    cal = {"forces": {"rho": 0.3, "miscalibration_area": 0.17, "coverage_1sigma": 0.9},
+           "forces_atoms": {"rho": 0.7, "miscalibration_area": 0.04, "coverage_1sigma": 0.66, "n": 96}}  # fmt: skip
+    assert atoms_calibration(cal) == {"rho_atoms": 0.7, "miscalibration_area_atoms": 0.04, "coverage_1sigma_atoms": 0.66}
+    assert set(atoms_calibration({"forces": cal["forces"]}).values()) == {None}  # older RoundDocs
+    rows = [{"round": r, "calibration": {"hf": {**cal["forces"], **atoms_calibration(cal)}}} for r in (0, 1, 2)]
+    rows.append({"round": 1, "calibration": {"hf": dict(cal["forces"])}})  # a row from before: keys absent
+    hf = calibration_summary(rows)["hf"]
+    assert hf["rho"] == pytest.approx(0.3) and hf["miscalibration_area"] == pytest.approx(0.17)
+    assert hf["rho_atoms"] == pytest.approx(0.7) and hf["miscalibration_area_atoms"] == pytest.approx(0.04)
+    assert hf["coverage_1sigma_atoms"] == pytest.approx(0.66) and set(hf["rho_atoms_by_round"]) == {"0", "1", "2"}
