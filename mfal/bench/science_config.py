@@ -96,6 +96,7 @@ RECIPE_VARIANTS: dict[str, dict[str, Any]] = {
     "bal+trunk": {"fidelity_balance": 1.0, "trunk_lr_factor": 0.1},
     "lfs0": {"loss": {"per_fidelity": {LF: {"s": 0.0}}}},
     "over4": {"hf_oversample": 4.0},
+    "heads2": {"head_warmup_epochs": 2},
 }
 
 

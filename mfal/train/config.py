@@ -61,6 +61,13 @@ class TrainConfig(BaseModel):
         description="per-fidelity loss balance: frame weight ∝ N_f^-this (0: per frame; 1: every fidelity the "
         "same total weight, so few HF frames are not drowned by many LF frames)",
     )
+    head_warmup_epochs: int = Field(
+        0,
+        ge=0,
+        description="mode mf: epochs of a first stage 'heads' that trains only the fidelity parameters (readouts "
+        "R, E, M; AtomRef refitted) with the shared trunk frozen, before the joint stage (linear probe, then "
+        "fine-tune): each fidelity's head absorbs its own offset before LF gradients reach the trunk; 0 = off",
+    )
     trunk_lr_factor: float | None = Field(
         None,
         gt=0,

@@ -20,8 +20,9 @@ from mfal.train.state import state_dict_copy
 
 log = logging.getLogger(__name__)
 
-#: stage roles: mf/sf have one stage "main"; tl pre-trains ("pre", low fidelity) then fine-tunes ("fine")
-ROLES = ("main", "pre", "fine")
+#: stage roles: mf/sf have one stage "main"; tl pre-trains ("pre", low fidelity) then fine-tunes ("fine");
+#: "heads" (mf, ``head_warmup_epochs``) trains the fidelity parameters only, the trunk frozen
+ROLES = ("main", "pre", "fine", "heads")
 
 
 @dataclass
@@ -113,9 +114,10 @@ def run_stage(
     task = loss_fn.task("efsm" if stage.train.has_labels("m") else "efs")
     params = [p for p in model.parameters() if p.requires_grad]
     # heads (readouts, E, M) at the stage lr, the shared trunk at lr × trunk_lr_factor
-    opt = torch.optim.Adam(
-        param_groups(model, stage.lr, config.trunk_lr()), weight_decay=config.weight_decay
-    )
+    groups = param_groups(model, stage.lr, config.trunk_lr())
+    if stage.role == "heads":  # linear-probe stage: the shared trunk does not move
+        groups = [g for g in groups if g["name"] == "heads"]
+    opt = torch.optim.Adam(groups, weight_decay=config.weight_decay)
     sched = cosine_schedule(opt, max(stage.epochs, 1), config.min_lr_factor)
     start_epoch, best_metric, best_epoch, bad_epochs = 0, math.inf, -1, 0
     best_state = state_dict_copy(model)

@@ -67,11 +67,14 @@ class TrainResult:
 
 
 def stages_of(config: TrainConfig, train: FrameDataset, val: FrameDataset) -> list[Stage]:
-    """The stages of a mode: mf/sf one stage "main"; tl pre-training on the LF fidelity, then HF fine-tuning
-    (stage names = the fidelity names)."""
+    """The stages of a mode: mf/sf one stage "main" (mf with ``head_warmup_epochs``: a frozen-trunk stage
+    "heads" first); tl pre-training on the LF fidelity, then HF fine-tuning (stage names = the fidelity names)."""
     tgt = config.target_fidelity
     if config.mode == "mf":
-        return [Stage("main", "main", train, val, tgt, config.epochs, config.lr)]
+        main = Stage("main", "main", train, val, tgt, config.epochs, config.lr)
+        if config.head_warmup_epochs:
+            return [Stage("heads", "heads", train, val, tgt, config.head_warmup_epochs, config.lr), main]
+        return [main]
     hf_train, hf_val = train.select_fidelity(tgt), val.select_fidelity(tgt)
     if not len(hf_train):
         raise DataError(f"mode {config.mode!r} needs {tgt!r} training frames; the training set has none")
@@ -90,7 +93,7 @@ def stages_of(config: TrainConfig, train: FrameDataset, val: FrameDataset) -> li
 
 def _atomref_fidelities(config: TrainConfig, stage: Stage) -> list[str]:
     """Fidelities whose AtomRef is refitted before ``stage``."""
-    if stage.role == "main":
+    if stage.role in ("main", "heads"):
         return [config.target_fidelity] if config.mode == "sf" else list(config.fidelities)
     if stage.role == "fine" and not config.tl.refit_atomref:
         return []

@@ -101,3 +101,33 @@ def test_trunk_lr_default_depends_on_the_start():
     assert TrainConfig(warm_start="scratch").trunk_lr() == 1.0
     assert TrainConfig().trunk_lr() == WARM_TRUNK_LR_FACTOR
     assert TrainConfig(warm_start="scratch", trunk_lr_factor=0.3).trunk_lr() == 0.3
+
+
+def test_head_warmup_stage_moves_only_the_fidelity_parameters(lf_frames, hf_frames):
+    """``head_warmup_epochs``: a frozen-trunk "heads" stage first (readouts, E, M learn, the trunk does not),
+    then the joint "main" stage moves the trunk too."""
+    from mfal.train.build import build_model
+    from mfal.train.data import FrameDataset
+    from mfal.train.trainer import train_on_datasets
+
+    fast = {"pretrained_version": "0.2.0", "batch_size": 4, "patience": None, "eval_batch_size": 8}
+    cfg = TrainConfig(mode="mf", epochs=1, head_warmup_epochs=1, fit_atomref=False, **fast)
+    model = build_model(cfg)
+    train = FrameDataset.build(lf_frames[:3] + hf_frames[:2], model, magnetic_fidelities=cfg.magnetic_fidelities)
+    val = FrameDataset.build(lf_frames[-1:] + hf_frames[-1:], model, magnetic_fidelities=cfg.magnetic_fidelities)
+    start = {k: v.detach().clone() for k, v in model.named_parameters()}
+    snaps: list[dict[str, torch.Tensor]] = []
+    res = train_on_datasets(
+        model,
+        train,
+        val,
+        cfg,
+        callback=lambda row: snaps.append({k: v.detach().clone() for k, v in model.named_parameters()}),
+    )
+    assert [row["stage"] for row in res.history] == ["heads", "main"]
+    heads_done, main_done = snaps
+    moved = {k for k in start if not torch.equal(start[k], heads_done[k])}
+    assert moved and all(k.startswith(HEAD_PREFIXES) for k in moved), sorted(moved)[:5]
+    trunk = [k for k in start if not k.startswith(HEAD_PREFIXES)]
+    assert any(not torch.equal(heads_done[k], main_done[k]) for k in trunk)  # the joint stage trains it
+    assert TrainConfig().head_warmup_epochs == 0  # off by default
