@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +69,21 @@ def param_groups(model: Any, lr: float, trunk_lr_factor: float) -> list[dict[str
         {"params": trunk, "lr": lr * trunk_lr_factor, "name": "trunk"},
     ]
     return [g for g in groups if g["params"]]
+
+
+@contextmanager
+def trunk_frozen(model: Any) -> Iterator[None]:
+    """Parameters outside :data:`HEAD_PREFIXES` get ``requires_grad=False`` inside (no weight gradients are
+    computed for them: a cheaper backward); the previous flags are restored on exit."""
+    saved = {name: p.requires_grad for name, p in model.named_parameters()}
+    try:
+        for name, p in model.named_parameters():
+            if not name.startswith(HEAD_PREFIXES):
+                p.requires_grad_(False)
+        yield
+    finally:
+        for name, p in model.named_parameters():
+            p.requires_grad_(saved[name])
 
 
 def cosine_schedule(opt: Any, t_max: int, min_factor: float, last_epoch: int = -1) -> Any:

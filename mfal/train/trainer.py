@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from mfal.train.build import build_model, check_resume, model_from_state
 from mfal.train.config import COMPONENTS, TLConfig, TrainConfig
 from mfal.train.data import FrameDataset
 from mfal.train.evaluate import METRIC_KEYS, evaluate
-from mfal.train.loop import Stage, run_stage
+from mfal.train.loop import Stage, run_stage, trunk_frozen
 from mfal.train.state import STATE_FILE, STATE_FORMAT, load_train_state, save_train_state, state_dict_copy
 
 log = logging.getLogger(__name__)
@@ -166,17 +167,18 @@ def train_on_datasets(
             }
             save_train_state(out / STATE_FILE, payload)
 
-        summary = run_stage(
-            model,
-            stage,
-            config,
-            device=device,
-            history=history,
-            resume=stage_resume,
-            save=save,
-            progress=progress,
-            callback=callback,
-        )
+        with trunk_frozen(model) if stage.role == "heads" else nullcontext():
+            summary = run_stage(
+                model,
+                stage,
+                config,
+                device=device,
+                history=history,
+                resume=stage_resume,
+                save=save,
+                progress=progress,
+                callback=callback,
+            )
         stopped_early = stopped_early or summary["stopped_early"]
         done_stages.append(stage.name)
         state = None
