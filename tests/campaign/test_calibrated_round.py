@@ -43,7 +43,8 @@ def test_three_rounds_record_calibration_and_score_with_the_fitted_scale(tmp_pat
         rounds = store.rounds("tiny")
     assert [r.round for r in rounds] == [0, 1, 2]
     cd = CampaignDir(run)
-    quantities = {"lf": {"forces", "energy"}, "hf": {"forces", "energy", "moments"}}  # moments: magnetic HF only
+    # moments: magnetic HF only; forces_atoms: the same frames judged per force component
+    quantities = {"lf": {"forces", "forces_atoms", "energy"}, "hf": {"forces", "forces_atoms", "energy", "moments"}}
 
     # round 0 has no model: its scores carry nothing, its scale is 1 and recorded as not fitted
     applied0 = read_json(cd.round_dir(0) / "scale.json")
@@ -67,6 +68,25 @@ def test_three_rounds_record_calibration_and_score_with_the_fitted_scale(tmp_pat
     text = (cd.round_dir(1) / "calibration.json").read_text()
     assert "NaN" not in text and json.loads(text)["calibration"] == r1.calibration
 
+    # forces_atoms in every round >= 1: one pair per force component of every paired frame (labeled + validation)
+    with open_store(run) as store:
+        frames = store.query_frames(campaign="tiny")
+    nsites = {fr.nsites for fr in frames}
+    assert len(nsites) == 1  # one start cell: every frame has its atom count
+    n_atoms = nsites.pop()
+    for doc in rounds[1:]:
+        counts = read_json(cd.round_dir(doc.round) / "calibration.json")["n_pairs"]
+        ids = set(cd.round(doc.round).scores().ids)
+        for f in quantities:
+            at = doc.calibration[f]["forces_atoms"]
+            n_frames = counts[f]["forces_labeled"] + counts[f].get("forces_validation", 0)
+            assert n_frames >= 1 and at["n"] == 3 * n_atoms * n_frames, (doc.round, f, at, counts[f])
+            labeled = [fr for fr in frames if fr.round == doc.round and fr.fidelity == f and fr.status == "ok"
+                       and fr.forces is not None and fr.structure_id in ids]  # fmt: skip
+            assert counts[f]["forces_atoms_labeled"] == 3 * sum(fr.nsites for fr in labeled)
+            assert 0 <= at["miscalibration_area"] <= 0.5 and -1 <= (at["rho"] if at["rho"] is not None else 0) <= 1
+            assert at["scale"] > 0 and doc.uncertainty_scale[f] == pytest.approx(doc.calibration[f]["forces"]["scale"])
+
     # round 2's scores: raw spreads kept, calibrated = raw × the scale round 1 fitted (per quantity)
     sc = read_json(cd.round_dir(2) / "scores.json")
     for f in quantities:
@@ -76,6 +96,10 @@ def test_three_rounds_record_calibration_and_score_with_the_fitted_scale(tmp_pat
         np.testing.assert_allclose(cal, raw * r1.uncertainty_scale[f], rtol=1e-9)
         np.testing.assert_allclose(s["force_std_mean"], np.asarray(s["force_std_mean_raw"]) * r1.uncertainty_scale[f])
         np.testing.assert_allclose(s["energy_std"], np.asarray(s["energy_std_raw"]) * r1.calibration[f]["energy"]["scale"])
+    for f in quantities:  # the per-component member std is kept raw; its norm's max over atoms is force_std_max_raw
+        fs = sc["fidelities"][f]
+        norm_max = [np.linalg.norm(np.asarray(v), axis=1).max() for v in fs["forces_std_xyz"]]
+        np.testing.assert_allclose(norm_max, fs["scores"]["force_std_max_raw"], rtol=1e-5)
     s_hf = sc["fidelities"]["hf"]["scores"]
     np.testing.assert_allclose(s_hf["magmom_std_max"],
                                np.asarray(s_hf["magmom_std_max_raw"]) * r1.calibration["hf"]["moments"]["scale"])  # fmt: skip
@@ -101,6 +125,9 @@ def test_three_rounds_record_calibration_and_score_with_the_fitted_scale(tmp_pat
     assert rows[2]["hf_uncertainty_scale_applied"] == pytest.approx(r1.uncertainty_scale["hf"])
     assert rows[1]["hf_miscalibration_area"] == pytest.approx(r1.calibration["hf"]["forces"]["miscalibration_area"])
     assert rows[1]["calibration"]["hf"]["moments"]["n"] == r1.calibration["hf"]["moments"]["n"]
+    atoms1 = r1.calibration["hf"]["forces_atoms"]
+    assert rows[1]["hf_force_atoms_area"] == pytest.approx(atoms1["miscalibration_area"])
+    assert rows[1]["hf_force_atoms_n"] == atoms1["n"] and rows[1]["hf_force_atoms_rho"] == atoms1["rho"]
     table = subprocess.run([*cli, "status", "--dir", str(run)], env={**env, "COLUMNS": "250"}, capture_output=True,
                            text=True, check=True).stdout  # fmt: skip
-    assert "σ scale HF" in table and "1 (uncal.)" in table and "area HF" in table
+    assert "σ scale HF" in table and "1 (uncal.)" in table and "area HF" in table and "area/atom HF" in table
