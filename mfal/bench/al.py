@@ -22,6 +22,7 @@ import numpy as np
 import yaml
 
 from mfal.bench.al_config import STRATEGIES, AlBenchConfig, load_preset, strategy_config
+from mfal.bench.al_report import ATOM_CALIBRATION_KEYS, atoms_calibration
 from mfal.fileio import atomic_write_json, atomic_write_text, read_json
 from mfal.runopts import RunOptions
 
@@ -81,12 +82,14 @@ def calibration_of(doc: Any, fidelity: str) -> dict[str, float | None]:
     """rho, miscalibration_area, coverage_1sigma of the force uncertainty at ``fidelity`` from a RoundDoc
     (``RoundDoc.calibration`` when the store has it, else the older ``calibration_rho``; None when absent)."""
     out: dict[str, float | None] = {"rho": None, "miscalibration_area": None, "coverage_1sigma": None}
+    out.update(dict.fromkeys(ATOM_CALIBRATION_KEYS))
     calib = (getattr(doc, "calibration", None) or {}).get(fidelity) if doc is not None else None
     if isinstance(calib, dict) and calib:
-        key = next((k for k in calib if "force" in k), next(iter(calib)))
+        key = "forces" if "forces" in calib else next((k for k in calib if "force" in k), next(iter(calib)))
         stats = calib[key] if isinstance(calib[key], dict) else getattr(calib[key], "model_dump", dict)()
-        for name in out:
+        for name in ("rho", "miscalibration_area", "coverage_1sigma"):
             out[name] = stats.get(name)
+        out.update(atoms_calibration(calib))  # RoundDoc.calibration[fidelity]["forces_atoms"]
     elif doc is not None and fidelity in doc.fidelities:
         out["rho"] = doc.fidelities[fidelity].calibration_rho
     return out

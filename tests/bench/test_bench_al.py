@@ -99,6 +99,8 @@ def test_bench_al_quick_runs_the_campaign_rounds(tmp_path):
     )
     for f, cal in res["calibration"].items():
         assert {"rho", "miscalibration_area", "coverage_1sigma"} <= set(cal), f
+    # the per-atom force calibration of round >= 1 reaches the JSON (RoundDoc.calibration[f]["forces_atoms"])
+    assert res["calibration"]["hf"]["miscalibration_area_atoms"] is not None
     assert set(res["md_stability"]) == set(STRATEGIES)
     assert all(0 <= v["stable_share"] <= 1 for v in res["md_stability"].values())
     assert (
