@@ -133,21 +133,23 @@ class Scf:
     minimizer: str = "DIIS"  # OT minimizer; CG (with a 3-point line search) never raises the energy
     roks: bool = False  # LF of an odd-electron cell as restricted open-shell (ROKS, doublet) with OT
     energy_gap: float = 0.05  # OT preconditioner gap estimate (Ha); 0.002 sped up small-gap restricted cells
+    eps_scf: float = 1e-5  # OT: max orbital gradient accepted (the loosened rungs record theirs in mfal_calc)
+    inner: int = 40  # OT inner steps per outer loop (each outer loop rebuilds the preconditioner)
     extra: dict = field(default_factory=dict)
 
     def block(self) -> str:
         """The &SCF section text (both kinds restart from the run dir's wavefunction if one was saved)."""
         if self.ot:
-            inner = 40
+            inner, eps = self.inner, f"{self.eps_scf:g}"
             pre = "FULL_SINGLE_INVERSE" if self.roks else "FULL_ALL"  # FULL_ALL + ROTATION aborts
             return (
-                f"&SCF\nMAX_SCF {inner}\nEPS_SCF 1e-05\nSCF_GUESS RESTART\n"
+                f"&SCF\nMAX_SCF {inner}\nEPS_SCF {eps}\nSCF_GUESS RESTART\n"
                 f"&OT\nMINIMIZER {self.minimizer}\nPRECONDITIONER {pre}\nENERGY_GAP {self.energy_gap:g}\nALGORITHM STRICT\n"
                 f"LINESEARCH {'3PNT' if self.minimizer == 'CG' else '2PNT'}\nROTATION {self.roks}\n&END OT\n"
-                f"&OUTER_SCF\nMAX_SCF {max(1, self.max_steps // inner)}\nEPS_SCF 1e-05\n&END OUTER_SCF\n{RESTART_PRINT}&END SCF"
+                f"&OUTER_SCF\nMAX_SCF {max(1, self.max_steps // inner)}\nEPS_SCF {eps}\n&END OUTER_SCF\n{RESTART_PRINT}&END SCF"
             )
         return (
-            f"&SCF\nMAX_SCF {self.max_steps}\nEPS_SCF 1e-05\nSCF_GUESS RESTART\nADDED_MOS {self.added_mos}\n"
+            f"&SCF\nMAX_SCF {self.max_steps}\nEPS_SCF {self.eps_scf:g}\nSCF_GUESS RESTART\nADDED_MOS {self.added_mos}\n"
             "&DIAGONALIZATION\nALGORITHM STANDARD\n&END DIAGONALIZATION\n"
             f"&SMEAR ON\nMETHOD FERMI_DIRAC\nELECTRONIC_TEMPERATURE [K] {self.temp_k:g}\n&END SMEAR\n"
             f"&MIXING\nMETHOD {self.mixing}\nALPHA {self.alpha}\nBETA {self.beta}\nNBUFFER {self.nbuffer}\n&END MIXING\n{RESTART_PRINT}&END SCF"
@@ -155,7 +157,7 @@ class Scf:
 
     def summary(self) -> dict:
         """JSON-able record of the settings (goes into each frame's calc)."""
-        d = {"scf": self.name, "ot": self.ot, "scf_step_limit": self.max_steps}
+        d = {"scf": self.name, "ot": self.ot, "scf_step_limit": self.max_steps, "eps_scf": self.eps_scf}
         if self.ot:
             d["ot_minimizer"] = self.minimizer
             d["ot_energy_gap"] = self.energy_gap

@@ -187,7 +187,6 @@ class Cp2kLabeler:
         attempts = self._climb(structure, fidelity, task_dir, data_dir, magmoms, hf, treatment)
         return self._frame(new, fidelity, {**calc, "scf_treatment": treatment}, attempts, magmoms, common)
 
-
     def _climb(
         self,
         structure: Structure,
@@ -267,7 +266,7 @@ class Cp2kLabeler:
             wall = self.runner(run_dir, _cmd(settings), env, settings.wall_time_limit_s + 120.0)
         att = _assess(run_dir, wall, settings)
         return att.model_copy(update={"rung": rung.name, "changes": rung.changes, "restart_from": restart,
-                                      "cores": settings.cores})  # fmt: skip
+                                      "cores": settings.cores, "eps_scf": settings.eps_scf})  # fmt: skip
 
     @staticmethod
     def _finished_before(
@@ -314,8 +313,10 @@ class Cp2kLabeler:
         att = attempts[-1]
         cost = sum(a.cost_core_s for a in attempts)
         calc = {**calc, "attempts": [a.record() for a in attempts], "scf_rung": att.rung}
-        if att.output is not None:
+        if att.output is not None:  # eps_scf_reached: the accepted rung's tolerance (a rung may loosen it)
             calc.update(scf_steps=att.output.scf_steps, cp2k_time_s=att.output.cp2k_time_s)
+            if att.output.scf_converged and not att.retryable:
+                calc["eps_scf_reached"] = att.eps_scf
         common = {**common, "task_dir": att.run_dir}
         if att.crash:
             return FrameDoc.from_structure(

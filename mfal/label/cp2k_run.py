@@ -76,6 +76,7 @@ class Attempt(BaseModel):
     changes: dict[str, Any] = Field(default_factory=dict, description="settings the rung changed")
     restart_from: str | None = Field(None, description="wavefunction file the SCF started from")
     cores: int = 1
+    eps_scf: float | None = Field(None, description="EPS_SCF the rung ran with (OT: max orbital gradient, Ha)")
     custodian: list[str] = Field(
         default_factory=list, description="custodian CP2K handlers whose check() fired on this output"
     )
@@ -97,6 +98,7 @@ class Attempt(BaseModel):
             "status": "ok" if ok else ("crash" if self.crash else "retryable"),
             "reason": (self.crash or self.retryable or "")[-300:] or None,
             "scf_steps": out.scf_steps if out is not None else None,
+            "eps_scf": self.eps_scf,
             "cp2k_time_s": out.cp2k_time_s if out is not None else None,
             "wall_s": round(self.wall_s, 2),
             "cost_core_s": round(self.cost_core_s, 3),
