@@ -28,6 +28,8 @@ def atoms_calibration(calib: Any) -> dict[str, float | None]:
     if stats is not None and not isinstance(stats, Mapping):
         stats = stats.model_dump()
     return {f"{k}_atoms": (stats or {}).get(k) for k in CALIBRATION_KEYS}
+
+
 QUANTITIES = ("f_mae_mev_ang", "e_mae_mev_atom", "s_mae_gpa", "m_mae_mub")
 
 

@@ -21,14 +21,10 @@ KINDS = ("independent", "heads")
 
 
 def campaign_force_probes(ensemble: Any) -> int | None:
-    """The force probes a campaign scores ``ensemble`` with by default (``ensemble.force_probes``, shared-trunk
-    ensembles only; None = exact), capped at K - 1 members."""
+    """The force probes a campaign scores ``ensemble`` with by default (``CampaignEnsemble.force_probes_for``)."""
     from mfal.campaign.config import CampaignEnsemble
 
-    probes = CampaignEnsemble().force_probes
-    if probes is None or not ensemble.shared_trunk:
-        return None
-    return min(probes, len(ensemble.members) - 1)
+    return CampaignEnsemble().force_probes_for(ensemble)
 
 
 def split_teacher_frames(n_lf: int = 16, n_hf: int = 8, n_test: int = 12) -> dict[str, list]:

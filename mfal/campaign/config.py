@@ -57,6 +57,13 @@ class CampaignEnsemble(EnsembleConfig):
         "passes per fidelity instead of K; an unbiased sketch of the member variance); null = exact member forces",
     )
 
+    def force_probes_for(self, ensemble: Any) -> int | None:
+        """The force probes to score ``ensemble`` with: ``force_probes`` for a shared-trunk ensemble (capped at
+        its K - 1 members), None (exact member forces) otherwise."""
+        if self.force_probes is None or not ensemble.shared_trunk:
+            return None
+        return min(self.force_probes, len(ensemble.members) - 1)
+
     @model_validator(mode="after")
     def _probes_fit(self) -> CampaignEnsemble:
         if self.force_probes is not None:

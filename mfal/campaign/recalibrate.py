@@ -61,12 +61,10 @@ def quantities(fids: Fidelities, fidelity: str) -> tuple[str, ...]:
 def _component_pairs(fs: Any, i: int, frame: FrameDoc) -> tuple[list[float], list[float]]:
     """(raw per-component std, signed error F_pred − F_label) of candidate ``i``, flattened atom by atom (x, y,
     z), eV/Å; empty without labels or without the per-component std (scores saved before it was kept)."""
-    std = fs.forces_std_of(i) if hasattr(fs, "forces_std_of") else None
+    std = fs.forces_std_of(i)  # FidelityScores checks its shape against the forces
     if frame.forces is None or std is None:
         return [], []
     err = force_component_errors(fs.forces_of(i), np.asarray(frame.forces))
-    if std.shape != err.shape:
-        return [], []
     return std.ravel().tolist(), err.ravel().tolist()
 
 
@@ -105,7 +103,7 @@ def spread_vs_error(
         i = index.get(fr.structure_id) if fr.fidelity == fidelity and fr.status == "ok" else None
         if i is None:
             continue
-        if raw is None:
+        if components:
             s, e3 = _component_pairs(fs, i, fr)
             std += s
             err += e3

@@ -23,8 +23,7 @@ from mfal.uncertainty.scores import calibrate_scores
 def scorer_options(c: Campaign, ensemble: Any, r: int) -> dict[str, Any]:
     """How round ``r`` scores with ``ensemble``: ``ensemble.force_probes`` of the config (shared-trunk ensembles
     only; None = exact member forces) and the probes' seed (campaign seed, round)."""
-    probes = c.config.ensemble.force_probes if getattr(ensemble, "shared_trunk", False) else None
-    return {"force_probes": probes, "seed": c.config.seed * 1000 + r}
+    return {"force_probes": c.config.ensemble.force_probes_for(ensemble), "seed": c.config.seed * 1000 + r}
 
 
 def score_round(root: str | Path, r: int, options: RunOptions | None = None) -> RoundScores:

@@ -123,3 +123,17 @@ def test_other_config_in_existing_dir_is_refused(tmp_path, make_config, save_con
     other = save_config(tmp_path, make_config(tmp_path, seed=99, allow_teacher_warm_start=True), "other.yaml")
     with pytest.raises(Exception, match="different config.*seed"):
         prepare(other, tmp_path / "run")
+
+
+def test_force_probes_apply_only_to_shared_trunk_ensembles():
+    """``ensemble.force_probes`` reaches scoring for a shared-trunk ensemble (capped at K - 1), never otherwise."""
+    from types import SimpleNamespace
+
+    from mfal.campaign.config import CampaignEnsemble
+
+    heads = SimpleNamespace(shared_trunk=True, members=[0, 1, 2])
+    independent = SimpleNamespace(shared_trunk=False, members=[0, 1, 2])
+    assert CampaignEnsemble(force_probes=2).force_probes_for(heads) == 2
+    assert CampaignEnsemble(k=5, force_probes=4).force_probes_for(heads) == 2  # 3 members loaded: K - 1
+    assert CampaignEnsemble(force_probes=2).force_probes_for(independent) is None
+    assert CampaignEnsemble().force_probes_for(heads) is None  # default: exact member forces
