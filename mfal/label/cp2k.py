@@ -91,7 +91,8 @@ class Cp2kLabeler:
 
         ``fidelities``: the campaign's names; its magnetic ones run spin-polarized (UKS).
         """
-        base = settings.model_dump() if isinstance(settings, Cp2kSettings) else dict(settings or {})
+        # exclude_unset: a dump of every field would mark ``retry``/``ladder`` as set (old one-retry ladder)
+        base = settings.model_dump(exclude_unset=True) if isinstance(settings, Cp2kSettings) else dict(settings or {})
         try:
             self.settings = Cp2kSettings(**{**base, **overrides})
         except ValidationError as err:
@@ -200,7 +201,7 @@ class Cp2kLabeler:
         """Run the SCF ladder: next rung after an SCF failure, the same rung from its wavefunction after a
         wall-time stop (once), stop at the first success, a crash or ``max_attempts``."""
         attempts: list[Attempt] = []
-        rungs = self.settings.rungs(treatment)
+        rungs = self.settings.rungs(treatment, plus_u=self.settings.plus_u_on(structure.symbol_set))
         legacy = "retry" in self.settings.model_fields_set  # old single retry: no repeat of a rung
         i = 0
         while i < len(rungs) and len(attempts) < self.settings.max_attempts:

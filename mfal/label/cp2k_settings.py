@@ -56,6 +56,16 @@ DEFAULT_LADDER: dict[str, list[dict[str, Any]]] = {
         {"name": "ot-cg-uramp", **_CG, "u_ramping_ev": 1.0, "outer_max_scf": 15, "scf_step_limit": 600},
     ],
 }  # fmt: skip
+_FD1000 = {"ot": False, "smearing_temperature_k": 1000.0, "added_mos": 40}
+#: restricted PBE without +U (the LF for Mn-substituted/delithiated LMFP, docs/labeling.md "LF without U"):
+#: without U the restricted d shell of Mn²⁺/Fe³⁺ has no gap, so smeared diagonalisation goes first (Li0.75FePO4
+#: converged in 33 steps at FD 1000 K, Broyden α 0.1, where every +U setting oscillated or crept); an odd electron
+#: count takes fractional RKS occupations, no ROKS. Used when no +U acts on the cell and ``ladder`` is not set.
+NO_U_LADDER: list[dict[str, Any]] = [
+    {"name": "fd1000-broyden", **_FD1000, "mixing_method": "BROYDEN_MIXING", "mixing_alpha": 0.1, "max_scf": 200},
+    {"name": "fd1000-pulay", **_FD1000, "mixing_method": "PULAY_MIXING", "mixing_alpha": 0.05, "mixing_nbuffer": 10,
+     "added_mos": 60, "max_scf": 300},
+]  # fmt: skip
 #: keys of a rung that are not Cp2kSettings fields, and fields a rung may not change
 RUNG_KEYS = ("name", "restart_from_previous")
 _NOT_IN_RUNG = (
@@ -261,13 +271,22 @@ class Cp2kSettings(BaseModel):
             return "unrestricted"
         return "open_shell" if n_electrons % 2 else "restricted"
 
-    def rungs(self, treatment: str) -> list[Rung]:
-        """The SCF ladder of ``treatment`` (see ``ladder``); ``retry`` set explicitly → [base, base + retry]."""
+    def plus_u_on(self, elements: set[str] | frozenset[str]) -> bool:
+        """Does a non-zero +U act on any of ``elements``?"""
+        return any(u and el in elements for el, u in self.hubbard_u.items())
+
+    def rungs(self, treatment: str, *, plus_u: bool = True) -> list[Rung]:
+        """The SCF ladder of ``treatment`` (see ``ladder``); ``retry`` set explicitly → [base, base + retry].
+
+        ``plus_u`` False (no +U acts on the cell) and ``ladder`` left at its default: a restricted or open-shell
+        treatment climbs :data:`NO_U_LADDER` (smeared RKS) instead."""
         if "retry" in self.model_fields_set:
             retry = self.retry_settings()
             out = [Rung(name="base", settings=self._plain())]
             return out + ([Rung(name="retry", changes=dict(self.retry), settings=retry)] if retry else [])
         rungs = self.ladder.get(treatment) or [{"name": "base"}]
+        if not plus_u and treatment != "unrestricted" and "ladder" not in self.model_fields_set:
+            rungs = NO_U_LADDER
         out = []
         for rung in rungs:
             changes = {k: v for k, v in rung.items() if k not in RUNG_KEYS}
