@@ -201,12 +201,16 @@ def _write_cp2k(
     magnetic = fidelities.is_magnetic(fidelity)
     magmoms, record = moments_and_record(structure, options) if magnetic else (None, None)
     data_dir = Path(options.data_dir).expanduser() if options.data_dir else default_data_dir()
-    write_cp2k_input(
-        structure, fidelity, options, folder, magmoms=magmoms, data_dir=data_dir, magnetic=magnetic
-    )
     n_el = electron_count(structure, options)
     odd = n_el % 2 == 1
-    spin = "UKS" if magnetic else ("ROKS" if odd and options.odd_restricted == "roks" else "RKS")
+    # the first rung of the SCF ladder is what the labeler runs first (without +U: smeared RKS, not OT)
+    plus_u = options.plus_u_on(structure.symbol_set)
+    first = options.rungs(options.treatment(n_el, magnetic), plus_u=plus_u)[0]
+    write_cp2k_input(
+        structure, fidelity, first.settings, folder, magmoms=magmoms, data_dir=data_dir, magnetic=magnetic
+    )
+    roks = odd and options.odd_restricted == "roks" and first.settings.ot
+    spin = "UKS" if magnetic else ("ROKS" if roks else "RKS")
     mult = multiplicity(n_el, magmoms) if magnetic else (2 if spin == "ROKS" else 1)
     u = {el: v for el, v in options.hubbard_u.items() if el in structure.symbol_set}
     failing = not magnetic and odd and options.odd_restricted == "fail"

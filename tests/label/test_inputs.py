@@ -57,3 +57,16 @@ def test_cp2k_lf_summary_of_an_odd_electron_cell_says_roks(lifepo4, tmp_path):
     assert "ROKS" in inp.upper()
     (line,) = write_inputs({"kind": "cp2k", "options": {"odd_restricted": "fail"}}, "lf", [delithiated], tmp_path / "f")
     assert "RKS multiplicity=1" in line and "the RKS label would fail" in line
+
+
+def test_cp2k_lf_without_u_writes_the_smeared_first_rung(lifepo4, tmp_path):
+    """LF without +U (``hubbard_u: {}``) on Li0.75FePO4: the inputs are the labeler's first rung (smeared RKS,
+    Fermi–Dirac 1000 K, no +U, no ROKS) and the summary line says so."""
+    from mfal.label.inputs import write_inputs
+
+    delithiated = lifepo4.copy()
+    delithiated.remove_sites([next(i for i, s in enumerate(delithiated) if s.specie.symbol == "Li")])
+    (line,) = write_inputs({"kind": "cp2k", "options": {"hubbard_u": {}}}, "lf", [delithiated], tmp_path / "nou")
+    assert "RKS multiplicity=1 +U none" in line and "ROKS" not in line
+    inp = next((tmp_path / "nou").rglob("*.inp")).read_text()
+    assert "&SMEAR" in inp and "DFT_PLUS_U" not in inp and "ROKS" not in inp.upper()
