@@ -40,7 +40,49 @@ def cell(cell_id: str):
     return got[1], got[2]
 
 
+def pair(argv: list[str]) -> None:
+    """``pair``: the LF frames of ``--lf`` with the HF frames of the same cells (``--hf`` extxyz, or a finished
+    HF run of ``make_cp2k_science_set.py`` given as ``--hf-run CELL=RUN_DIR``) into one paired extxyz ``--out``.
+    The atoms of both frames must agree (1e-6 Å), else the cell is left out with a message."""
+    import numpy as np
+    from ase.io import read, write
+
+    ap = argparse.ArgumentParser(prog="cp2k_label_cells.py pair", description=pair.__doc__.splitlines()[0])
+    ap.add_argument("--lf", type=Path, default=DATA / "cp2k_cells.extxyz")
+    ap.add_argument("--hf", type=Path, default=DATA / "cp2k_lmfp.extxyz")
+    ap.add_argument("--hf-run", action="append", default=[], help="CELL=RUN_DIR (cp2k.out of an HF run)")
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+    lf = {a.info["cell_id"]: a for a in read(args.lf, index=":") if a.info["fidelity"] == "lf"}
+    hf = {a.info["cell_id"]: a for a in read(args.hf, index=":") if a.info["fidelity"] == "hf"}
+    for spec in args.hf_run:
+        cell_id, run_dir = spec.split("=", 1)
+        s, sigma = cell(cell_id)
+        res = C.parse_output(Path(run_dir) / "cp2k.out", len(s))
+        scf = Path(run_dir).name
+        logged = [x for x in M.read_log(DATA / "cp2k_lmfp_runs.jsonl")
+                  if (x["cell_id"], x["fidelity"], x["scf"]) == (cell_id, "hf", scf)]  # fmt: skip
+        r = {**res, "scf": scf, "cpu_s": logged[-1].get("cpu_s") if logged else None,
+             "wall_s": logged[-1].get("wall_s") if logged else None}  # fmt: skip
+        hf[cell_id] = M.frame_atoms(cell_id, cell_id.split("-")[1], s, sigma, "hf", r, Path(run_dir).parents[2])
+    frames = []
+    for cell_id, a in lf.items():
+        if cell_id not in hf:
+            print(f"{cell_id}: no HF frame", flush=True)
+            continue
+        if np.abs(a.positions - hf[cell_id].positions).max() > 1e-6 or a.get_chemical_symbols() != hf[
+            cell_id
+        ].get_chemical_symbols():
+            print(f"{cell_id}: LF and HF atoms differ; left out", flush=True)
+            continue
+        frames += [a, hf[cell_id]]
+    write(args.out, frames, format="extxyz")
+    print(f"{len(frames) // 2} pairs -> {args.out}", flush=True)
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["pair"]:
+        return pair(sys.argv[2:])
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cells", required=True, help="comma-separated cell ids of the plan")
     ap.add_argument("--fidelity", choices=("lf", "hf"), required=True)

@@ -162,51 +162,53 @@ def append_cell(args, cell_id: str, kind: str, s, sigma: float, results: dict) -
     """Append the LF and HF frames of one cell to --out (mfal extxyz layout)."""
     from ase.io import write
 
+    frames = [frame_atoms(cell_id, kind, s, sigma, fid, results[fid], args.workdir) for fid in ("lf", "hf")]
+    with locked(args.out):
+        write(args.out, frames, format="extxyz", append=True)
+    print(f"{cell_id}: appended LF+HF to {args.out}", flush=True)
+
+
+def frame_atoms(cell_id: str, kind: str, s, sigma: float, fid: str, r: dict, workdir: Path):
+    """One labeled frame (ASE Atoms in mfal's extxyz layout) from a parsed run ``r`` of this script's SCF table."""
     from mfal.store.docs import FrameDoc
     from mfal.store.extxyz import frame_to_atoms
 
     plain = s.copy()
     plain.remove_site_property("magmom")
-    frames = []
-    for fid in ("lf", "hf"):
-        r = results[fid]
-        scf = C.SCF[r["scf"]]
-        calc = {
-            "code": "cp2k",
-            "version": "2023.1",
-            "functional": "PBE",
-            "ispin": 2 if fid == "hf" else 1,
-            "hubbard_u": {el: u for el, u in C.HUBBARD_U.items() if el in plain.symbol_set},
-            "plus_u_method": "LOWDIN",
-            "basis": "DZVP-MOLOPT-SR-GTH",
-            "cutoff_ry": 400,
-            "kpoints": "Gamma",
-            "magmom_init": [round(m, 1) for m in s.site_properties["magmom"]] if fid == "hf" else None,
-            "multiplicity": C.multiplicity(s) if fid == "hf" else 1,
-            "moments": "Mulliken" if fid == "hf" else None,
-            "scf_steps": r["scf_steps"],
-            "wall_s": r["wall_s"],
-            "cost_kind": "CPU core-s of one cp2k.psmp thread (nice 19, shared cores)",
-            **scf.summary(),
-        }
-        doc = FrameDoc.from_structure(
-            plain,
-            fidelity=fid,
-            source="cp2k",
-            calc=calc,
-            energy=r["energy"],
-            forces=r["forces"],
-            stress=r["stress"],
-            magmoms=r["magmoms"] if fid == "hf" else None,
-            cost=r["cpu_s"],
-            task_dir=str(args.workdir / cell_id / fid / r["scf"]),
-        )
-        atoms = frame_to_atoms(doc)
-        atoms.info.update(cell_id=cell_id, cell_kind=kind, rattle_sigma=sigma)
-        frames.append(atoms)
-    with locked(args.out):
-        write(args.out, frames, format="extxyz", append=True)
-    print(f"{cell_id}: appended LF+HF to {args.out}", flush=True)
+    scf = C.SCF[r["scf"]]
+    calc = {
+        "code": "cp2k",
+        "version": "2023.1",
+        "functional": "PBE",
+        "ispin": 2 if fid == "hf" else 1,
+        "hubbard_u": {el: u for el, u in C.HUBBARD_U.items() if el in plain.symbol_set},
+        "plus_u_method": "LOWDIN",
+        "basis": "DZVP-MOLOPT-SR-GTH",
+        "cutoff_ry": 400,
+        "kpoints": "Gamma",
+        "magmom_init": [round(m, 1) for m in s.site_properties["magmom"]] if fid == "hf" else None,
+        "multiplicity": C.multiplicity(s) if fid == "hf" else 1,
+        "moments": "Mulliken" if fid == "hf" else None,
+        "scf_steps": r["scf_steps"],
+        "wall_s": r["wall_s"],
+        "cost_kind": "CPU core-s of one cp2k.psmp thread (nice 19, shared cores)",
+        **scf.summary(),
+    }
+    doc = FrameDoc.from_structure(
+        plain,
+        fidelity=fid,
+        source="cp2k",
+        calc=calc,
+        energy=r["energy"],
+        forces=r["forces"],
+        stress=r["stress"],
+        magmoms=r["magmoms"] if fid == "hf" else None,
+        cost=r["cpu_s"],
+        task_dir=str(workdir / cell_id / fid / r["scf"]),
+    )
+    atoms = frame_to_atoms(doc)
+    atoms.info.update(cell_id=cell_id, cell_kind=kind, rattle_sigma=sigma)
+    return atoms
 
 
 def main() -> None:
