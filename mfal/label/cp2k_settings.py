@@ -58,9 +58,10 @@ DEFAULT_LADDER: dict[str, list[dict[str, Any]]] = {
 }  # fmt: skip
 _FD1000 = {"ot": False, "smearing_temperature_k": 1000.0, "added_mos": 40}
 #: restricted PBE without +U (the LF for Mn-substituted/delithiated LMFP, docs/labeling.md "LF without U"):
-#: without U the restricted d shell of Mn²⁺/Fe³⁺ has no gap, so smeared diagonalisation goes first (Li0.75FePO4
-#: converged in 33 steps at FD 1000 K, Broyden α 0.1, where every +U setting oscillated or crept); an odd electron
-#: count takes fractional RKS occupations, no ROKS. Used when no +U acts on the cell and ``ladder`` is not set.
+#: without U the restricted d shell of Mn²⁺/Fe³⁺ has no gap, so smeared diagonalisation goes first (all five
+#: Mn/delithiated 28-atom cells converged on the first rung in 40–45 steps, where every +U setting oscillated or
+#: crept); an odd electron count takes fractional RKS occupations, no ROKS. Used when no +U acts on the cell and
+#: ``ladder`` is not set.
 NO_U_LADDER: list[dict[str, Any]] = [
     {"name": "fd1000-broyden", **_FD1000, "mixing_method": "BROYDEN_MIXING", "mixing_alpha": 0.1, "max_scf": 200},
     {"name": "fd1000-pulay", **_FD1000, "mixing_method": "PULAY_MIXING", "mixing_alpha": 0.05, "mixing_nbuffer": 10,
