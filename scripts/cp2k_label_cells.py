@@ -49,12 +49,17 @@ def pair(argv: list[str]) -> None:
 
     ap = argparse.ArgumentParser(prog="cp2k_label_cells.py pair", description=pair.__doc__.splitlines()[0])
     ap.add_argument("--lf", type=Path, default=DATA / "cp2k_cells.extxyz")
-    ap.add_argument("--hf", type=Path, default=DATA / "cp2k_lmfp.extxyz")
+    ap.add_argument("--hf", type=Path, action="append", help="HF extxyz (repeatable; default: cp2k_lmfp.extxyz)")
     ap.add_argument("--hf-run", action="append", default=[], help="CELL=RUN_DIR (cp2k.out of an HF run)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     lf = {a.info["cell_id"]: a for a in read(args.lf, index=":") if a.info["fidelity"] == "lf"}
-    hf = {a.info["cell_id"]: a for a in read(args.hf, index=":") if a.info["fidelity"] == "hf"}
+    hf = {
+        a.info["cell_id"]: a
+        for path in args.hf or [DATA / "cp2k_lmfp.extxyz"]
+        for a in read(path, index=":")
+        if a.info["fidelity"] == "hf"
+    }
     for spec in args.hf_run:
         cell_id, run_dir = spec.split("=", 1)
         s, sigma = cell(cell_id)
