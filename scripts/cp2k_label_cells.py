@@ -75,9 +75,8 @@ def pair(argv: list[str]) -> None:
         if cell_id not in hf:
             print(f"{cell_id}: no HF frame", flush=True)
             continue
-        if np.abs(a.positions - hf[cell_id].positions).max() > 1e-6 or a.get_chemical_symbols() != hf[
-            cell_id
-        ].get_chemical_symbols():
+        other = hf[cell_id]  # symbols first: positions of cells with other atom counts cannot be compared
+        if a.get_chemical_symbols() != other.get_chemical_symbols() or np.abs(a.positions - other.positions).max() > 1e-6:
             print(f"{cell_id}: LF and HF atoms differ; left out", flush=True)
             continue
         frames += [a, hf[cell_id]]
