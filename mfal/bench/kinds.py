@@ -20,11 +20,12 @@ logger = logging.getLogger(__name__)
 KINDS = ("independent", "heads")
 
 
-def campaign_force_probes(ensemble: Any) -> int | None:
-    """The force probes a campaign scores ``ensemble`` with by default (``CampaignEnsemble.force_probes_for``)."""
+def campaign_scorer(ensemble: Any) -> dict[str, Any]:
+    """The ``score_candidates`` options a campaign scores ``ensemble`` with by default
+    (``CampaignEnsemble.scorer_for``: force_spread, force_probes)."""
     from mfal.campaign.config import CampaignEnsemble
 
-    return CampaignEnsemble().force_probes_for(ensemble)
+    return CampaignEnsemble().scorer_for(ensemble)
 
 
 def split_teacher_frames(n_lf: int = 16, n_hf: int = 8, n_test: int = 12) -> dict[str, list]:
@@ -119,7 +120,7 @@ def compare_kinds(
         ensemble = MFEnsemble([r.model for r in results])
         w0, c0 = time.perf_counter(), time.process_time()
         scores = score_candidates(
-            ensemble, test_structures, cfg.fidelities, force_probes=campaign_force_probes(ensemble), seed=seed
+            ensemble, test_structures, cfg.fidelities, **campaign_scorer(ensemble), seed=seed
         )
         score_wall, score_cpu = time.perf_counter() - w0, time.process_time() - c0
         ensembles[kind] = ensemble

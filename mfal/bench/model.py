@@ -14,8 +14,8 @@ shared, oversubscribed machine wall time measures the scheduler as much as the c
   after a tiny fine-tune of each member's readout (trunk frozen, bootstrap of a few training frames) towards a
   *different* pretrained model (CHGNet 0.2.0 with moments) used as the reference "truth" — a surrogate, not DFT;
 - ``scorer_over_single``: **the scorer the campaign uses** — ``mfal.uncertainty.score_candidates`` with K members
-  of the campaign's default ensemble kind (trained by ``train_ensemble`` on teacher frames), both fidelities,
-  energy + forces + moments, graphs built once — / one single-fidelity CHGNet 0.3.0 ``predict_structure``
+  of the campaign's default ensemble kind (trained by ``train_ensemble`` on teacher frames) and its default
+  ``force_spread`` (last-layer member contrasts), both fidelities, energy + forces + moments, graphs built once — / one single-fidelity CHGNet 0.3.0 ``predict_structure``
   (task "efsm": chgnet has no "efm") of the same cells; the other kind alongside, with calibration of both kinds
   (Spearman ρ of force_std_max vs the true max force error of held-out teacher-labeled frames,
   :mod:`mfal.bench.kinds`);
@@ -61,7 +61,7 @@ def campaign_kind() -> str:
 def scorer_timing(cells: list, chgnet: Any, ensembles: dict[str, Any], repeats: int) -> dict[str, Any]:
     """``score_candidates`` (all fidelities, graphs built once inside) of each ensemble vs one CHGNet
     ``predict_structure(task="efsm")`` (chgnet has no "efm" task) of the same ``cells``, rotated side by side (see :func:`_timed`)."""
-    from mfal.bench.kinds import campaign_force_probes
+    from mfal.bench.kinds import campaign_scorer
     from mfal.uncertainty import score_candidates
 
     n = len(cells)
@@ -70,7 +70,7 @@ def scorer_timing(cells: list, chgnet: Any, ensembles: dict[str, Any], repeats: 
     }
     for kind, ens in ensembles.items():
         fns[kind] = lambda e=ens: score_candidates(
-            e, cells, e.fidelities, batch_size=n, force_probes=campaign_force_probes(e)
+            e, cells, e.fidelities, batch_size=n, **campaign_scorer(e)
         )
     for fn in fns.values():  # warm-up (allocator, lazy imports)
         fn()

@@ -5,7 +5,7 @@ that point's alone), with one torch thread unless told otherwise. Structures: LM
 built-in LiFePO4 cell (28 atoms; every 4th Fe → Mn, i.e. LiMn0.25Fe0.75PO4), rattled 0.05 Å.
 
 - ``atoms``: scoring (``score_candidates``: K members of the campaign's default ensemble kind, all fidelities,
-  energy + forces + moments, graphs built inside) and one training epoch (``train_on_datasets``, E+F+S(+M)
+  energy + forces + moments, graphs built inside, the campaign's ``force_spread``) and one training epoch (``train_on_datasets``, E+F+S(+M)
   loss, labels from the pretrained model) of a few cells of 28, 112, 224, 448 atoms; the fitted exponent b of
   CPU time per structure ∝ atoms^b;
 - ``candidates``: 100, 1,000 (quick) and 10,000 (full) 28-atom candidates scored in a stream of batches
@@ -13,9 +13,9 @@ built-in LiFePO4 cell (28 atoms; every 4th Fe → Mn, i.e. LiMn0.25Fe0.75PO4), r
 - ``throughput``: candidates/s per model pass of the scorer (a shared-trunk ensemble makes one pass per
   fidelity, independent members K per fidelity) vs CHGNet 0.3.0's own batched ``predict_structure`` at the
   same batch size, side by side in one process.
-Units: seconds, MB (RSS), atoms per cell. Memory: scoring holds ≈ 5 MB per atom of a batch (the K-probe batched
-backward keeps the trunk graph), so batches are 8 candidates (≈ 224 atoms); a 50 × 28-atom batch was killed by the
-OOM killer on a 23 GB shared machine.
+Units: seconds, MB (RSS), atoms per cell. Memory: the exact scorer held ≈ 5 MB per atom of a batch (the K-probe
+batched backward keeps the trunk graph; a 50 × 28-atom batch was OOM-killed on a 23 GB shared machine), so batches
+are 8 candidates (≈ 224 atoms).
 """
 
 from __future__ import annotations
@@ -113,13 +113,15 @@ def score_stream(ensemble: Any, structures: Iterable[Any], fidelities: Any, *, b
     """Scores of a stream of candidates in batches of ``batch`` (``score_candidates`` per batch; only the score
     arrays are kept, forces and moments are dropped): ``{fidelity: {score name: [n]}}`` flattened as
     ``"<fidelity>/<score>"`` -> array."""
+    from mfal.bench.kinds import campaign_scorer
     from mfal.uncertainty import score_candidates
 
     out: dict[str, list[float]] = {}
     chunk: list[Any] = []
+    scorer = campaign_scorer(ensemble)  # what the campaign's score step passes
 
     def flush() -> None:
-        for fid, sc in score_candidates(ensemble, chunk, fidelities, batch_size=batch).items():
+        for fid, sc in score_candidates(ensemble, chunk, fidelities, batch_size=batch, **scorer).items():
             for name, values in sc.scores.items():
                 out.setdefault(f"{fid}/{name}", []).extend(values)
         chunk.clear()
@@ -155,7 +157,11 @@ def run_point(point: dict[str, Any]) -> dict[str, Any]:
     ens = bench_ensemble(k, point.get("kind"))
     fids = ens.fidelities
     rss0 = _rss_mb()
-    res: dict[str, Any] = {**point, "kind": "heads" if ens.shared_trunk else "independent"}
+    from mfal.bench.kinds import campaign_scorer
+
+    res: dict[str, Any] = {
+        **point, "kind": "heads" if ens.shared_trunk else "independent", "scorer": campaign_scorer(ens)
+    }  # fmt: skip
     if what == "score_atoms":
         cells = list(lmfp_cells(point["n_atoms"], point["n"]))
         score_stream(ens, cells[:1], fids, batch=1)  # warm-up
@@ -293,6 +299,7 @@ def run_scale_bench(preset: str = "quick", *, threads: int = 1, kind: str | None
     thr = next(r for r in results if r["what"] == "throughput")
     report["per_pass_over_chgnet"] = thr["per_pass_over_chgnet"]
     report["kind"] = thr["kind"]
+    report["scorer"] = thr["scorer"]  # score_candidates options the campaign uses (force_spread, force_probes)
     report["targets"] = TARGETS
     report["load_average_start_end"] = [round(load0, 2), round(os.getloadavg()[0], 2)]
     report["wall_s"] = round(time.perf_counter() - started, 1)

@@ -57,12 +57,21 @@ class CampaignEnsemble(EnsembleConfig):
         "passes per fidelity instead of K; an unbiased sketch of the member variance); null = exact member forces",
     )
 
-    def force_probes_for(self, ensemble: Any) -> int | None:
-        """The force probes to score ``ensemble`` with: ``force_probes`` for a shared-trunk ensemble (capped at
-        its K - 1 members), None (exact member forces) otherwise."""
-        if self.force_probes is None or not ensemble.shared_trunk:
-            return None
-        return min(self.force_probes, len(ensemble.members) - 1)
+    force_spread: Literal["last_layer", "exact"] = Field(
+        "last_layer",
+        description="heads only: how the member force spread is computed. last_layer (default): mean forces exact, "
+        "member contrasts backpropagated through the last AtomConv only (scoring ≈ 1 CHGNet pass per fidelity; ranks "
+        "as well as exact in `mfal bench model`, smaller raw size that the per-round calibration absorbs); exact: "
+        "through the whole trunk (K backward passes per fidelity). Independent members are always exact",
+    )
+
+    def scorer_for(self, ensemble: Any) -> dict[str, Any]:
+        """``score_candidates`` options for ``ensemble``: ``force_probes`` (capped at its K - 1 members) and
+        ``force_spread`` for a shared-trunk ensemble; exact member forces otherwise."""
+        if not ensemble.shared_trunk:
+            return {"force_probes": None, "force_spread": "exact"}
+        probes = None if self.force_probes is None else min(self.force_probes, len(ensemble.members) - 1)
+        return {"force_probes": probes, "force_spread": self.force_spread}
 
     @model_validator(mode="after")
     def _probes_fit(self) -> CampaignEnsemble:
@@ -71,6 +80,10 @@ class CampaignEnsemble(EnsembleConfig):
                 raise ValueError(f"force_probes={self.force_probes} needs kind: heads (got kind: {self.kind})")
             if self.force_probes > self.k - 1:
                 raise ValueError(f"force_probes={self.force_probes} must be <= k - 1 = {self.k - 1} (k - 1 = exact)")
+            if self.force_spread != "exact":
+                raise ValueError(
+                    f"force_probes={self.force_probes} sketches the exact spread: set force_spread: exact with it"
+                )
         return self
 
 

@@ -206,7 +206,8 @@ def _parity(cd: CampaignDir, cfg: Any, frames: list[Any], state: Any, path: Path
     for ax, fid in zip(axes, fids, strict=True):
         fv = [f for f in val if f.fidelity == fid and f.forces is not None]
         if fv:
-            pred = score_candidates(ensemble, [f.get_structure() for f in fv], (fid,))[fid]
+            structures = [f.get_structure() for f in fv]
+            pred = score_candidates(ensemble, structures, (fid,), **cfg.ensemble.scorer_for(ensemble))[fid]
             t = np.concatenate([np.asarray(f.forces).ravel() for f in fv])
             p = np.concatenate([np.asarray(x).ravel() for x in pred.forces])
             lim = float(max(np.abs(t).max(), np.abs(p).max(), 1e-3)) * 1.05

@@ -21,9 +21,9 @@ from mfal.uncertainty.scores import calibrate_scores
 
 
 def scorer_options(c: Campaign, ensemble: Any, r: int) -> dict[str, Any]:
-    """How round ``r`` scores with ``ensemble``: ``ensemble.force_probes`` of the config (shared-trunk ensembles
-    only; None = exact member forces) and the probes' seed (campaign seed, round)."""
-    return {"force_probes": c.config.ensemble.force_probes_for(ensemble), "seed": c.config.seed * 1000 + r}
+    """How round ``r`` scores with ``ensemble``: ``ensemble.force_spread`` and ``force_probes`` of the config
+    (shared-trunk ensembles only; else exact member forces) and the probes' seed (campaign seed, round)."""
+    return {**c.config.ensemble.scorer_for(ensemble), "seed": c.config.seed * 1000 + r}
 
 
 def score_round(root: str | Path, r: int, options: RunOptions | None = None) -> RoundScores:

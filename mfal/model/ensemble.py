@@ -2,8 +2,10 @@
 
 Graphs are built once per call and shared by all members. When the members share their trunk (every weight
 except the readout heads and AtomRefs is identical, e.g. a readout ensemble built by :func:`readout_ensemble`),
-the trunk runs once and the K member forces come from one batched backward pass (``is_grads_batched``);
-otherwise each member runs its own forward on the shared graphs.
+the trunk runs once and the K member forces come from one batched backward pass (``is_grads_batched``), or, with
+``force_spread="last_layer"``, the mean forces from one full backward pass and the member contrasts through the last
+AtomConv only (cheap; see :meth:`MFEnsemble.predict_with_uncertainty`); otherwise each member runs its own forward
+on the shared graphs.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from mfal.model.trunk import run_trunk
 
 logger = logging.getLogger(__name__)
 
+#: how a shared-trunk ensemble computes its member force spread (see predict_with_uncertainty)
+FORCE_SPREADS = ("exact", "last_layer")
 #: state-dict prefixes that belong to a member's head (may differ in a shared-trunk ensemble)
 HEAD_PREFIXES = ("readouts.", "mlp.", "atom_ref")
 
@@ -82,6 +86,7 @@ class MFEnsemble:
         force_probes: int | None = None,
         seed: int = 0,
         graphs: Sequence[CrystalGraph] | None = None,
+        force_spread: str = "exact",
     ) -> dict[str, np.ndarray | list]:
         """Ensemble mean and spread (population std over the K members) at ``fidelity``.
 
@@ -94,6 +99,12 @@ class MFEnsemble:
         unbiased sketch of the force variance (cost: 1 + P backward passes instead of K). None = exact.
         ``graphs``: crystal graphs of ``structures`` from ``members[0].graphs`` (skips conversion, e.g. to predict
         several fidelities of the same structures).
+        ``force_spread`` (shared-trunk ensembles): "exact" = member force contrasts backpropagated through the whole
+        trunk (K backward rows); "last_layer" = mean forces exact (one full backward row), member contrasts
+        backpropagated through the last AtomConv only, the features entering it held fixed (its bond weights stay
+        tied to the positions). The last-layer spread is smaller than the exact one (≈ 0.1-0.3×; the campaign's
+        per-round calibration scale absorbs it) and ranks atoms and frames about as well, at a fraction of the cost
+        (docs/benchmarks.md). Independent members always give exact spreads.
         """
         if isinstance(structures, Structure):
             structures = [structures]
@@ -101,6 +112,9 @@ class MFEnsemble:
         lead.fidelity_tensor(fidelity, 1)  # validate the name before any work
         if batch_size < 1:
             raise ConfigError(f"batch_size={batch_size} must be >= 1")
+        if force_spread not in FORCE_SPREADS:
+            raise ConfigError(f"force_spread={force_spread!r} not in {list(FORCE_SPREADS)}")
+        last_layer = force_spread == "last_layer" and self.shared_trunk
         k = len(self.members)
         if force_probes is not None:
             if not self.shared_trunk:
@@ -109,6 +123,8 @@ class MFEnsemble:
                 )
             if not 1 <= force_probes <= k - 1:
                 raise ConfigError(f"force_probes={force_probes} not in 1..{k - 1} (K-1 = exact)")
+            if last_layer:
+                raise ConfigError("force_probes sketches the exact spread; use force_spread='exact' with it")
         if graphs is None:
             graphs = lead.graphs(structures, names=names)  # built once, shared by every member
         elif len(graphs) != len(structures):
@@ -127,7 +143,7 @@ class MFEnsemble:
             for start in range(0, len(graphs), batch_size):
                 batch = graphs[start : start + batch_size]
                 if self.shared_trunk:
-                    e, fm, fv, m = self._shared_batch(batch, fidelity, magnetic, probes)
+                    e, fm, fv, m = self._shared_batch(batch, fidelity, magnetic, probes, last_layer)
                 else:
                     e, fm, fv, m = self._member_batch(batch, fidelity, magnetic)
                 energies.append(e)
@@ -185,7 +201,7 @@ class MFEnsemble:
         )
         return e, [f.mean(axis=0) for f in forces], [f.var(axis=0) for f in forces], m
 
-    def _shared_batch(self, graphs, fidelity: str, magnetic: bool, probes: torch.Tensor):
+    def _shared_batch(self, graphs, fidelity: str, magnetic: bool, probes: torch.Tensor, last_layer: bool = False):
         lead = self.members[0]
         n_members = len(self.members)
         fid_graph = lead.fidelity_tensor(fidelity, len(graphs))
@@ -199,12 +215,24 @@ class MFEnsemble:
             heads = torch.stack(
                 [m._head_energy(trunk, fid_graph, f_single) for m in self.members]
             )  # [K, b] eV
-            grads = torch.autograd.grad(
-                heads.sum(dim=1),  # [K]
-                list(trunk["bg"].atom_positions),
-                grad_outputs=probes.to(device=device, dtype=heads.dtype),  # [1 + P, K]
-                is_grads_batched=True,
-            )  # per structure [1 + P, n_i, 3]
+            positions = list(trunk["bg"].atom_positions)
+            rows = probes.to(device=device, dtype=heads.dtype)  # [1 + P, K]
+            if last_layer:
+                atom_in, bond_in = trunk["last_layer_inputs"]
+                local = {**trunk, "atom_feas": trunk["last_layer"](atom_in.detach(), bond_in.detach())}
+                heads_ll = torch.stack([m._head_energy(local, fid_graph, f_single) for m in self.members])
+                contrasts = torch.autograd.grad(
+                    heads_ll.sum(dim=1), positions, grad_outputs=rows[1:], is_grads_batched=True, retain_graph=True
+                )  # per structure [P, n_i, 3], through the last AtomConv only
+                mean_rows = torch.autograd.grad((heads.sum(dim=1) * rows[0]).sum(), positions)  # per structure [n_i, 3]
+                grads = [torch.cat([m[None], c]) for m, c in zip(mean_rows, contrasts, strict=True)]
+            else:
+                grads = torch.autograd.grad(
+                    heads.sum(dim=1),  # [K]
+                    positions,
+                    grad_outputs=rows,
+                    is_grads_batched=True,
+                )  # per structure [1 + P, n_i, 3]
         bg, apg = trunk["bg"], trunk["atoms_per_graph"]
         energy = heads.detach()
         if lead.is_intensive:

@@ -67,6 +67,8 @@ def run_trunk(
         return m_extras(model, key, centre, f_single, fid_atom)
 
     for idx in range(model.n_conv):
+        if idx == model.n_conv - 1:
+            out["last_layer_inputs"] = (atom_feas, bond_feas)
         atom_feas = atom_conv(
             model.atom_conv_layers[idx],
             atom_feas,
@@ -104,4 +106,15 @@ def run_trunk(
     if model.readout_norm is not None:
         atom_feas = model.readout_norm(atom_feas)
     out["atom_feas"] = atom_feas  # [n_atoms, 64]
+
+    def last_layer(atom_in: Tensor, bond_in: Tensor) -> Tensor:
+        """The last AtomConv (+ readout norm) on given inputs; its bond weights stay tied to the positions."""
+        idx = model.n_conv - 1
+        feas = atom_conv(
+            model.atom_conv_layers[idx], atom_in, bond_in, bond_weights_ag, atom_graph, d2u,
+            extras(f"atom_conv{idx}", atom_graph[:, 0]),
+        )  # fmt: skip
+        return model.readout_norm(feas) if model.readout_norm is not None else feas
+
+    out["last_layer"] = last_layer
     return out

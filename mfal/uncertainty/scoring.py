@@ -138,6 +138,7 @@ def score_candidates(
     batch_size: int = 16,
     force_probes: int | None = None,
     seed: int = 0,
+    force_spread: str = "exact",
 ) -> dict[str, FidelityScores]:
     """Ensemble means and uncertainty scores of ``structures`` at each of ``fidelities``.
 
@@ -155,6 +156,8 @@ def score_candidates(
             probes (1 + P backward passes per fidelity instead of K; ``MFEnsemble.predict_with_uncertainty``);
             None = exact member forces.
         seed: seed of the probes.
+        force_spread: shared-trunk ensembles only: "exact" (member contrasts through the whole trunk) or
+            "last_layer" (through the last AtomConv only; ``MFEnsemble.predict_with_uncertainty``).
 
     Returns:
         ``{fidelity: FidelityScores}`` with ``scores`` (:data:`SCORE_NAMES`), ``energy`` (eV per cell),
@@ -183,7 +186,8 @@ def score_candidates(
     out: dict[str, FidelityScores] = {}
     for fid in names:
         pred = ensemble.predict_with_uncertainty(
-            structures, fid, graphs=graphs, batch_size=batch_size, force_probes=force_probes, seed=seed
+            structures, fid, graphs=graphs, batch_size=batch_size, force_probes=force_probes, seed=seed,
+            force_spread=force_spread,
         )
         scores = scores_from_prediction(pred, nsites.astype(int).tolist(), energy_per_atom=lead.is_intensive)
         energy = np.asarray(pred["energy"], dtype=float)

@@ -1,5 +1,6 @@
 """Where the scorer's time goes: CHGNet predict_structure vs one MFCHGNet pass vs the K=4 shared-trunk ensemble
-(exact member forces, and the 1-probe sketch), per fidelity, on the same rattled 28-atom LiFePO4 cells.
+(last-layer contrasts = the campaign default, exact member forces, the 1-probe sketch), per fidelity, on the same
+rattled 28-atom LiFePO4 cells.
 
 CPU seconds (median of 3, one torch thread). Run: ``PYTHONPATH=. OMP_NUM_THREADS=1 python scripts/bench/scorer_parts.py [N]``.
 """
@@ -44,12 +45,12 @@ ref = cpu("CHGNet 0.3.0 predict_structure efsm", lambda: chg.predict_structure(c
 cpu("CHGNet graph conversion only", lambda: [chg.graph_converter(s) for s in cells])
 cpu("MFCHGNet graphs", lambda: base.graphs(cells))
 cpu("MFCHGNet one fidelity, ef (graphs given)", lambda: base.forward(graphs, "hf", task="ef"))
-for probes in (None, 1):
+for spread, probes in (("last_layer", None), ("exact", None), ("exact", 1)):
     tot = sum(
         cpu(
-            f"K=4 heads, {fid}, force_probes={probes}",
-            lambda fid=fid, probes=probes: ens.predict_with_uncertainty(
-                cells, fid, graphs=graphs, batch_size=n, force_probes=probes
+            f"K=4 heads, {fid}, {spread}, force_probes={probes}",
+            lambda fid=fid, probes=probes, spread=spread: ens.predict_with_uncertainty(
+                cells, fid, graphs=graphs, batch_size=n, force_probes=probes, force_spread=spread
             ),
         )
         for fid in ("lf", "hf")

@@ -24,14 +24,17 @@ def test_lmfp_cells_sizes_and_mn():
 
 
 def test_score_stream_equals_one_call(request):
-    """Batches of 2 give the same scores as one score_candidates call (the stream only splits the work)."""
+    """Batches of 2 give the same scores as one score_candidates call with the campaign's scorer options (the
+    stream only splits the work)."""
+    from mfal.bench.kinds import campaign_scorer
     from mfal.bench.scale import bench_ensemble
     from mfal.uncertainty import score_candidates
 
     ens = bench_ensemble(2, "heads")
     cells = list(lmfp_cells(28, 3))
     streamed = score_stream(ens, iter(cells), ens.fidelities, batch=2)
-    whole = score_candidates(ens, cells, ens.fidelities)
+    assert campaign_scorer(ens)["force_spread"] == "last_layer"
+    whole = score_candidates(ens, cells, ens.fidelities, **campaign_scorer(ens))
     for fid in ens.fidelities:
         assert streamed[f"{fid}/force_std_max"] == pytest.approx(whole[fid].array("force_std_max"), rel=1e-4)
 
@@ -58,3 +61,4 @@ def test_tiny_preset_cli_json():
     assert out["rss_peak_mb_max_candidates"] > 100  # torch + the model: a real peak RSS, in MB
     assert all(p["rss_peak_mb"] >= p["rss_setup_mb"] > 0 for p in out["points"])
     assert out["per_pass_over_chgnet"] > 0
+    assert out["scorer"] == {"force_probes": None, "force_spread": "last_layer"}  # what the campaign scores with

@@ -77,10 +77,17 @@ def test_warm_start_from_the_hf_teacher_is_refused(tmp_path, make_config, save_c
         (lambda c: c["labelers"]["hf"].update(kind="gaussian"), r"labelers\.hf(\.kind)?: .*'gaussian'"),
         (lambda c: c["ensemble"].update(k=2), r"field ensemble\.k: .*greater than or equal to 3"),
         (
-            lambda c: c["ensemble"].update(kind="independent", force_probes=1),
+            lambda c: c["ensemble"].update(kind="independent", force_probes=1, force_spread="exact"),
             r"field ensemble: .*force_probes=1 needs kind: heads",
         ),
-        (lambda c: c["ensemble"].update(k=3, force_probes=3), r"force_probes=3 must be <= k - 1 = 2"),
+        (
+            lambda c: c["ensemble"].update(k=3, force_probes=3, force_spread="exact"),
+            r"force_probes=3 must be <= k - 1 = 2",
+        ),
+        (
+            lambda c: c["ensemble"].update(force_probes=1),
+            r"force_probes=1 sketches the exact spread: set force_spread: exact",
+        ),
     ],
 )
 def test_bad_config_one_line_nothing_run(tmp_path, mfal_cli, mutate, expected, make_config, save_config):
@@ -125,15 +132,18 @@ def test_other_config_in_existing_dir_is_refused(tmp_path, make_config, save_con
         prepare(other, tmp_path / "run")
 
 
-def test_force_probes_apply_only_to_shared_trunk_ensembles():
-    """``ensemble.force_probes`` reaches scoring for a shared-trunk ensemble (capped at K - 1), never otherwise."""
+def test_scorer_options_apply_only_to_shared_trunk_ensembles():
+    """``ensemble.force_spread`` / ``force_probes`` reach scoring for a shared-trunk ensemble (probes capped at
+    K - 1); independent members are always scored exactly. Default: last-layer contrasts."""
     from types import SimpleNamespace
 
     from mfal.campaign.config import CampaignEnsemble
 
     heads = SimpleNamespace(shared_trunk=True, members=[0, 1, 2])
     independent = SimpleNamespace(shared_trunk=False, members=[0, 1, 2])
-    assert CampaignEnsemble(force_probes=2).force_probes_for(heads) == 2
-    assert CampaignEnsemble(k=5, force_probes=4).force_probes_for(heads) == 2  # 3 members loaded: K - 1
-    assert CampaignEnsemble(force_probes=2).force_probes_for(independent) is None
-    assert CampaignEnsemble().force_probes_for(heads) is None  # default: exact member forces
+    exact = {"force_spread": "exact"}
+    assert CampaignEnsemble(force_probes=2, **exact).scorer_for(heads) == {"force_probes": 2, **exact}
+    assert CampaignEnsemble(k=5, force_probes=4, **exact).scorer_for(heads)["force_probes"] == 2  # 3 loaded: K - 1
+    assert CampaignEnsemble(force_probes=2, **exact).scorer_for(independent) == {"force_probes": None, **exact}
+    assert CampaignEnsemble().scorer_for(heads) == {"force_probes": None, "force_spread": "last_layer"}
+    assert CampaignEnsemble().scorer_for(independent) == {"force_probes": None, **exact}

@@ -68,6 +68,37 @@ def test_shared_trunk_path_equals_member_path(_mf_pretrained, structures):
     np.testing.assert_allclose(scored.forces_of(0), a["forces"][0], atol=1e-4)
 
 
+def test_last_layer_spread_keeps_the_means_and_ranks_atoms_like_the_exact_spread(_mf_pretrained, structures):
+    """``force_spread="last_layer"`` (the campaign default): energies, their spread and the mean forces are the
+    exact ones; the member force spread comes through the last AtomConv only, so it is smaller but ranks atoms
+    like the exact spread."""
+    from scipy.stats import spearmanr
+
+    fast = readout_ensemble(_mf_pretrained, 4, seed=3, noise=0.05)
+    exact = fast.predict_with_uncertainty(structures, "hf")
+    local = fast.predict_with_uncertainty(structures, "hf", force_spread="last_layer")
+    np.testing.assert_allclose(local["energy"], exact["energy"], atol=1e-6)
+    np.testing.assert_allclose(local["energy_std"], exact["energy_std"], atol=1e-6)
+    for fa, fb in zip(local["forces"], exact["forces"], strict=True):
+        np.testing.assert_allclose(fa, fb, atol=1e-4)
+    a, b = np.concatenate(local["forces_std"]), np.concatenate(exact["forces_std"])
+    assert np.all(np.isfinite(a)) and a.min() > 0
+    assert a.mean() < b.mean()  # part of the exact contrast: smaller
+    assert spearmanr(a, b)[0] > 0.5
+    independent = MFEnsemble(fast.members)
+    independent.shared_trunk = False  # exact member forces regardless of the option
+    np.testing.assert_allclose(
+        independent.predict_with_uncertainty(structures, "hf", force_spread="last_layer")["force_std_max"],
+        exact["force_std_max"],
+        rtol=1e-3,
+        atol=1e-5,
+    )
+    with pytest.raises(ConfigError, match="force_spread='nearest' not in"):
+        fast.predict_with_uncertainty(structures, "hf", force_spread="nearest")
+    with pytest.raises(ConfigError, match="force_probes sketches the exact spread"):
+        fast.predict_with_uncertainty(structures, "hf", force_spread="last_layer", force_probes=1)
+
+
 def test_independent_members_from_checkpoints(_mf_pretrained, perturb_fidelity_params, feo_cell, tmp_path):
     import copy
 
