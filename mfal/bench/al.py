@@ -237,7 +237,7 @@ def bench_al(
     (default: ``bench-al-<preset>``); a rerun resumes where it stopped.
     """
     from mfal.bench.al_data import _starts, load_or_build_test_set, md_stability
-    from mfal.bench.al_report import figure, summarize
+    from mfal.bench.al_report import figure, picks_by_origin, summarize
     from mfal.campaign.config import parse_config
 
     say = progress or (lambda msg: None)
@@ -277,6 +277,9 @@ def bench_al(
         wall_s=time.perf_counter() - t0,
         campaign_dirs={s: [str(_campaign_dir(out, s, k)) for k in range(n_seeds)] for s in STRATEGIES},
     )
+    res["hf_picks_by_origin"] = {
+        s: picks_by_origin(res["campaign_dirs"][s], base.fidelities.high) for s in STRATEGIES
+    }
     res["figure"] = figure(res, out / "bench_al.png")
     atomic_write_json(out / "bench_al.json", res)
     return res

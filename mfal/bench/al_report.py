@@ -134,6 +134,35 @@ def stability_summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return {"stable_share": sum(r["stable"] for r in runs) / len(runs) if runs else None, "n_runs": len(runs)}
 
 
+def origin_kind(origin: str) -> str:
+    """The generator of a candidate (``rattle``, ``md900K``, ``Mn0.25``, ``Li0.5``, …) from its origin tag."""
+    return origin.split("<", 1)[0] or "?"
+
+
+def picks_by_origin(run_dirs: Sequence[str | Path], fidelity: str) -> dict[str, Any]:
+    """HF picks and pool of rounds ≥ 1 of the campaigns in ``run_dirs`` (one strategy, all seeds), counted by
+    candidate generator (:func:`origin_kind`): ``{"picks": {kind: n}, "pool": {kind: n}}``."""
+    from collections import Counter
+
+    from mfal.campaign.state import CampaignDir
+
+    picks: Counter[str] = Counter()
+    pool: Counter[str] = Counter()
+    for run in run_dirs:
+        cd = CampaignDir(Path(run))
+        r = 1
+        while (cd.round(r).path).is_dir():
+            rd = cd.round(r)
+            cands, sel = rd.load_candidates(), rd.load_selection()
+            if cands is None or sel is None:
+                break
+            origin = {c.id: origin_kind(c.origin) for c in cands.items}
+            pool.update(origin.values())
+            picks.update(origin.get(i, "?") for i in sel.picks.get(fidelity, []))
+            r += 1
+    return {"picks": dict(sorted(picks.items())), "pool": dict(sorted(pool.items()))}
+
+
 def summarize(
     rows: Mapping[str, Sequence[Mapping[str, Any]]], cfg: AlBenchConfig, n_seeds: int
 ) -> dict[str, Any]:

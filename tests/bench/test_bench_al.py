@@ -103,6 +103,9 @@ def test_bench_al_quick_runs_the_campaign_rounds(tmp_path):
     assert res["calibration"]["hf"]["miscalibration_area_atoms"] is not None
     assert set(res["md_stability"]) == set(STRATEGIES)
     assert all(0 <= v["stable_share"] <= 1 for v in res["md_stability"].values())
+    for s in STRATEGIES:  # round 1 labeled at least one HF pick, each from the explored pool
+        picks = res["hf_picks_by_origin"][s]
+        assert sum(picks["picks"].values()) >= 1 and set(picks["picks"]) <= set(picks["pool"])
     assert (
         res["test_set"]["n_frames"] > 0
         and (out / "test_set.json").is_file()
@@ -162,3 +165,22 @@ def test_summarize_keys_calibration_and_figure(tmp_path):
     ] == pytest.approx(1.0)
     assert res["curves"]["random"][1]["f_mae_mev_ang"]["std"] == 0.0
     assert figure(res, tmp_path / "f.png") and (tmp_path / "f.png").stat().st_size > 1000
+
+
+def test_picks_by_origin_counts_what_each_strategy_labeled_at_hf(tmp_path):
+    """The report says which generators a strategy's HF picks came from (rounds ≥ 1), beside the pool."""
+    from mfal.bench.al_report import origin_kind, picks_by_origin
+    from mfal.campaign.artifacts import Candidate, Candidates, Selection
+    from mfal.campaign.state import CampaignDir
+
+    assert origin_kind("md900K<start:0") == "md900K" and origin_kind("rattle<Mn0.25<start:1") == "rattle"
+    cell = {"@module": "pymatgen.core.structure", "@class": "Structure", "lattice": {"matrix": [[3, 0, 0], [0, 3, 0], [0, 0, 3]]}, "sites": []}  # fmt: skip
+    cd = CampaignDir(tmp_path / "run")
+    for r, (kinds, picked) in enumerate([(["rattle"], [0]), (["rattle", "rattle", "md900K"], [2, 0]), (["Li0.5"], [0])]):
+        rd = cd.round(r)
+        rd.path.mkdir(parents=True, exist_ok=True)
+        items = [Candidate(id=f"c{r}-{i}", origin=f"{k}<start:0", structure=cell) for i, k in enumerate(kinds)]
+        rd.save_candidates(Candidates(items=items))
+        rd.save_selection(Selection(picks={"hf": [items[i].id for i in picked], "lf": []}))
+    out = picks_by_origin([tmp_path / "run"], "hf")  # round 0 (no model yet) is left out
+    assert out == {"picks": {"Li0.5": 1, "md900K": 1, "rattle": 1}, "pool": {"Li0.5": 1, "md900K": 1, "rattle": 2}}
