@@ -27,6 +27,8 @@ from mfal.model.trunk import run_trunk
 
 logger = logging.getLogger(__name__)
 
+#: atoms per scoring batch (CPU cost per atom grows with the batch: docs/benchmarks.md, bench scale)
+MAX_BATCH_ATOMS = 512
 #: how a shared-trunk ensemble computes its member force spread (see predict_with_uncertainty)
 FORCE_SPREADS = ("exact", "last_layer")
 #: state-dict prefixes that belong to a member's head (may differ in a shared-trunk ensemble)
@@ -87,6 +89,7 @@ class MFEnsemble:
         seed: int = 0,
         graphs: Sequence[CrystalGraph] | None = None,
         force_spread: str = "exact",
+        max_batch_atoms: int | None = MAX_BATCH_ATOMS,
     ) -> dict[str, np.ndarray | list]:
         """Ensemble mean and spread (population std over the K members) at ``fidelity``.
 
@@ -105,6 +108,9 @@ class MFEnsemble:
         tied to the positions). The last-layer spread is smaller than the exact one (≈ 0.1-0.3×; the campaign's
         per-round calibration scale absorbs it) and ranks atoms and frames about as well, at a fraction of the cost
         (docs/benchmarks.md). Independent members always give exact spreads.
+        ``max_batch_atoms``: a batch also ends before it would exceed this many atoms (a larger cell goes alone);
+        on CPU the cost per atom grows with the atoms of a batch, so big cells are scored a few at a time.
+        None = ``batch_size`` graphs per batch whatever their size.
         """
         if isinstance(structures, Structure):
             structures = [structures]
@@ -140,8 +146,7 @@ class MFEnsemble:
         for member in self.members:
             member.eval()
         try:
-            for start in range(0, len(graphs), batch_size):
-                batch = graphs[start : start + batch_size]
+            for batch in atom_batches(graphs, batch_size, max_batch_atoms):
                 if self.shared_trunk:
                     e, fm, fv, m = self._shared_batch(batch, fidelity, magnetic, probes, last_layer)
                 else:
@@ -248,6 +253,26 @@ class MFEnsemble:
             else []
         )
         return energy.cpu().numpy(), f_mean, f_var, m
+
+
+def atom_batches(
+    graphs: Sequence[CrystalGraph], batch_size: int, max_atoms: int | None
+) -> list[list[CrystalGraph]]:
+    """Consecutive batches of at most ``batch_size`` graphs and (unless None) ``max_atoms`` atoms; a graph
+    larger than ``max_atoms`` forms its own batch. Order is kept."""
+    batches: list[list[CrystalGraph]] = []
+    batch: list[CrystalGraph] = []
+    atoms = 0
+    for g in graphs:
+        n = int(g.atomic_number.shape[0])
+        if batch and (len(batch) >= batch_size or (max_atoms is not None and atoms + n > max_atoms)):
+            batches.append(batch)
+            batch, atoms = [], 0
+        batch.append(g)
+        atoms += n
+    if batch:
+        batches.append(batch)
+    return batches
 
 
 def _same_trunk(members: Sequence[MFCHGNet]) -> bool:

@@ -145,3 +145,18 @@ def test_given_graphs_serve_several_fidelities_and_match_per_member_scores(
         ensemble.predict_with_uncertainty(structures, "hf", graphs=graphs[:1])
     empty = ensemble.predict_with_uncertainty([], "hf")
     assert empty["energy"].shape == (0,) and empty["force_std_max"].shape == (0,)
+
+
+def test_atom_batches_cap_the_atoms_of_a_scoring_batch():
+    """Scoring batches end at ``batch_size`` graphs or before ``max_atoms`` atoms; a big cell goes alone; order kept."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from mfal.model.ensemble import atom_batches
+
+    graphs = [SimpleNamespace(atomic_number=torch.zeros(n)) for n in (28, 28, 448, 28, 600, 224, 224, 100)]
+    sizes = [[len(g.atomic_number) for g in b] for b in atom_batches(graphs, 16, 512)]
+    assert sizes == [[28, 28, 448], [28], [600], [224, 224], [100]]
+    assert [len(b) for b in atom_batches(graphs, 3, None)] == [3, 3, 2]
+    assert [g for b in atom_batches(graphs, 2, 300) for g in b] == graphs
