@@ -74,6 +74,7 @@ def _recalibrate(
         sources["validation"] = (scored, ok_val)
     stats, scale, counts = recalibrate.round_calibration(fids, applied, sources)
     now_fitted = {f: {q: fitted[f][q] or stats[f][q].scale is not None for q in stats[f]} for f in stats}
+    scale, now_fitted = recalibrate.seed_force_scale(stats, scale, now_fitted)
     return recalibrate.save_calibration(rd.path, stats, scale, now_fitted, counts)
 
 

@@ -12,7 +12,8 @@ fit are uncalibrated, scale 1).
 Quantities: ``forces`` (force_std_max vs the largest per-atom force error, eV/Å), ``forces_atoms`` (every force
 component of every paired frame: the raw per-component member std vs the signed error F_pred − F_label, eV/Å;
 area/coverage/scale over components, ρ over atoms — :func:`~mfal.uncertainty.atom_calibration_stats`; its own
-scale chain, recorded but not applied to any score: trust windows and the stop rule keep the ``forces`` scale),
+scale chain, recorded but not applied to any score: trust windows and the stop rule keep the ``forces`` scale,
+which starts from the ``forces_atoms`` fit until the max-atom statistic has pairs of its own — :func:`seed_force_scale`),
 ``energy`` (energy_std vs |ΔE| per atom, eV/atom), ``moments`` (magmom_std_max vs the largest site
 | |m_pred| − |m_label| |, μB; magnetic fidelities only — labels and the model's moments are compared as
 magnitudes, as in training).
@@ -160,6 +161,25 @@ def round_calibration(
             stats[f][q] = st
             scale[f][q] = st.scale if st.scale is not None else a
     return stats, scale, counts
+
+
+def seed_force_scale(
+    stats: dict[str, dict[str, CalibrationStats]],
+    scale: dict[str, dict[str, float]],
+    fitted: dict[str, dict[str, bool]],
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, bool]]]:
+    """Start a fidelity's ``forces`` scale from its ``forces_atoms`` fit while the max-atom statistic has never
+    been fitted (fewer than 2 pairs so far, e.g. round 0 with one HF validation frame): for any anisotropic
+    Gaussian the per-component scale also holds for the per-atom norms (``fit_scale``), and one frame gives
+    3 × n_atoms component pairs. Without it the first model's scores would act on the raw spread."""
+    scale = {f: dict(qs) for f, qs in scale.items()}
+    fitted = {f: dict(qs) for f, qs in fitted.items()}
+    for f, qs in stats.items():
+        atoms = qs.get("forces_atoms")
+        if "forces" in qs and not fitted[f]["forces"] and atoms is not None and atoms.scale is not None:
+            scale[f]["forces"] = scale[f]["forces_atoms"]
+            fitted[f]["forces"] = True
+    return scale, fitted
 
 
 def save_calibration(
