@@ -79,7 +79,7 @@ def pair(argv: list[str]) -> None:
         if a.get_chemical_symbols() != other.get_chemical_symbols() or np.abs(a.positions - other.positions).max() > 1e-6:
             print(f"{cell_id}: LF and HF atoms differ; left out", flush=True)
             continue
-        frames += [a, hf[cell_id]]
+        frames += [a, other]
     write(args.out, frames, format="extxyz")
     print(f"{len(frames) // 2} pairs -> {args.out}", flush=True)
 

@@ -15,8 +15,9 @@ shared, oversubscribed machine wall time measures the scheduler as much as the c
   *different* pretrained model (CHGNet 0.2.0 with moments) used as the reference "truth" — a surrogate, not DFT;
 - ``scorer_over_single``: **the scorer the campaign uses** — ``mfal.uncertainty.score_candidates`` with K members
   of the campaign's default ensemble kind (trained by ``train_ensemble`` on teacher frames) and its default
-  ``force_spread`` (last-layer member contrasts), both fidelities, energy + forces + moments, graphs built once — / one single-fidelity CHGNet 0.3.0 ``predict_structure``
-  (task "efsm": chgnet has no "efm") of the same cells; the other kind alongside, with calibration of both kinds
+  ``force_spread`` (last-layer member contrasts), both fidelities, energy + forces + moments, graphs built
+  once — / one single-fidelity CHGNet 0.3.0 ``predict_structure`` (task "efsm": chgnet has no "efm") of the
+  same cells; the other kind alongside, with calibration of both kinds
   (Spearman ρ of force_std_max vs the true max force error of held-out teacher-labeled frames,
   :mod:`mfal.bench.kinds`);
 - ``train_step_mf_over_chgnet``: one Adam step with an E+F+S loss on the same 4-cell batch (graphs prebuilt),

@@ -5,8 +5,8 @@ that point's alone), with one torch thread unless told otherwise. Structures: LM
 built-in LiFePO4 cell (28 atoms; every 4th Fe → Mn, i.e. LiMn0.25Fe0.75PO4), rattled 0.05 Å.
 
 - ``atoms``: scoring (``score_candidates``: K members of the campaign's default ensemble kind, all fidelities,
-  energy + forces + moments, graphs built inside, the campaign's ``force_spread``) and one training epoch (``train_on_datasets``, E+F+S(+M)
-  loss, labels from the pretrained model) of a few cells of 28, 112, 224, 448 atoms; the fitted exponent b of
+  energy + forces + moments, graphs built inside, the campaign's ``force_spread``) and one training epoch
+  (``train_on_datasets``, E+F+S(+M) loss, labels from the pretrained model) of a few cells of 28, 112, 224, 448 atoms; the fitted exponent b of
   CPU time per structure ∝ atoms^b;
 - ``candidates``: 100, 1,000 (quick) and 10,000 (full) 28-atom candidates scored in a stream of batches
   (:func:`score_stream`: ``score_candidates`` per batch, only the scores kept);
