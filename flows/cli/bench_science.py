@@ -82,6 +82,9 @@ def science_cmd(
     seeds: int | None = typer.Option(
         None, "--seeds", min=1, help="seeds per point (default: 1; 3 with --preset paper)"
     ),
+    first_seed: int | None = typer.Option(
+        None, "--seed", min=0, help="first run seed: runs seeds SEED..SEED+N-1 on the same pool and split (default 0)"
+    ),
     hf_sizes: str | None = typer.Option(None, "--hf-sizes", help="comma-separated HF sizes, e.g. 25,50,100"),
     methods: str | None = typer.Option(None, "--methods", help="e.g. SF,TL,MF-F"),
     ablation: str | None = typer.Option(
@@ -133,6 +136,7 @@ def science_cmd(
         ("warm_version", warm_start),
         ("allow_teacher_warm_start", allow_teacher_warm_start or None),
         ("seeds", seeds),
+        ("first_run_seed", first_seed),
         ("hf_sizes", _int_list(hf_sizes, "--hf-sizes")),
         ("methods", _str_list(methods)),
         ("ablation_sizes", _int_list(ablation_sizes, "--ablation-sizes") if ablation_sizes != "none" else []),

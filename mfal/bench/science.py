@@ -38,6 +38,7 @@ from mfal.bench.science_config import (
     check_warm_start,
     method_train_kwargs,
     preset,
+    run_seeds,
     train_config,
 )
 from mfal.bench.science_data import SciencePool, replay_pool, teacher_pool
@@ -142,15 +143,14 @@ def run_science(
 
     plan: list[tuple[str, str, int, int]] = []
     for start in config.starts:
-        for s in range(config.seeds):
-            seed = config.seed + s
+        for seed in run_seeds(config):
             for n in sizes:
                 plan += [(m, start, n, seed) for m in config.methods]
                 if n in config.ablation_sizes:
                     plan += [(m, start, n, seed) for m in config.ablation if m not in config.methods]
     # SF on the whole HF pool: the reference AL+MF has to match
     if config.al is not None:
-        plan += [("SF", config.al.start, n_pool_hf, config.seed + s) for s in range(config.seeds)]
+        plan += [("SF", config.al.start, n_pool_hf, seed) for seed in run_seeds(config)]
     plan = list(dict.fromkeys(plan))
 
     rows: list[dict[str, Any]] = []
@@ -182,8 +182,8 @@ def run_science(
 
     al_rows: list[dict[str, Any]] = []
     if config.al is not None:
-        for s in range(config.seeds):
-            al_rows += run_active_learning(ctx, config.seed + s, callback)
+        for seed in run_seeds(config):
+            al_rows += run_active_learning(ctx, seed, callback)
 
     agg = aggregate(rows)
     primary = config.starts[0]

@@ -35,7 +35,10 @@ class ScienceConfig(BaseModel):
     )
     labeler: Literal["teacher", "replay"] = "teacher"
     data: str | None = Field(None, description="paired LF/HF extxyz file (labeler replay)")
-    seed: int = Field(0, description="seed of the pool, the split and the first run")
+    seed: int = Field(0, description="seed of the pool, the split and (without first_run_seed) the first run")
+    first_run_seed: int | None = Field(
+        None, ge=0, description="first run seed (runs first_run_seed .. + seeds − 1 on the same pool; None: seed)"
+    )
     n_structures: int = Field(560, ge=3, description="teacher: structures generated (pool + val + test)")
     n_test: int = Field(60, ge=1, description="HF test structures (never trained on at any fidelity)")
     n_val: int = Field(24, ge=0, description="validation structures (HF frames drive early stopping)")
@@ -88,15 +91,24 @@ class ScienceConfig(BaseModel):
 
 PRESETS = ("quick", "full", "scratch", "paper", "recipe")
 
-#: the recipe variants compared by ``--preset recipe`` (TrainConfig overrides; the defaults are the recipe)
+#: the recipe variants compared by ``--preset recipe`` (TrainConfig overrides of today's defaults). The
+#: variants measured before ``lf_frame_weight`` became 0.25 pin it to 1 (``_W1``), so they reproduce the rows of
+#: docs/benchmarks.md.
+_W1 = {"lf_frame_weight": 1.0}
 RECIPE_VARIANTS: dict[str, dict[str, Any]] = {
-    "old": {"fidelity_balance": 0.0, "trunk_lr_factor": 1.0},
-    "bal": {"fidelity_balance": 1.0, "trunk_lr_factor": 1.0},
-    "trunk": {"fidelity_balance": 0.0, "trunk_lr_factor": 0.1},
-    "bal+trunk": {"fidelity_balance": 1.0, "trunk_lr_factor": 0.1},
-    "lfs0": {"loss": {"per_fidelity": {LF: {"s": 0.0}}}},
-    "over4": {"hf_oversample": 4.0},
-    "heads2": {"head_warmup_epochs": 2},
+    "old": {"fidelity_balance": 0.0, "trunk_lr_factor": 1.0, **_W1},  # the recipe before 2026-12-01
+    "lf100": dict(_W1),  # the recipe before 2026-12-02
+    "bal": {"fidelity_balance": 1.0, "trunk_lr_factor": 1.0, **_W1},
+    "trunk": {"fidelity_balance": 0.0, "trunk_lr_factor": 0.1, **_W1},
+    "bal+trunk": {"fidelity_balance": 1.0, "trunk_lr_factor": 0.1, **_W1},
+    "lfs0": {"loss": {"per_fidelity": {LF: {"s": 0.0}}}, **_W1},
+    "over4": {"hf_oversample": 4.0, **_W1},
+    "heads2": {"head_warmup_epochs": 2, **_W1},
+    "fid10": {"fidelity_lr_factor": 10.0, **_W1},
+    "ft4": {"hf_finetune_epochs": 4, **_W1},
+    "lfw25": {"lf_frame_weight": 0.25},  # = today's default; measured as loss.per_fidelity.lf = 0.25 × weights
+    "lfw25+ft4": {"lf_frame_weight": 0.25, "hf_finetune_epochs": 4},
+    "e8": {"epochs": 8},
 }
 
 
@@ -110,8 +122,9 @@ def preset(name: str) -> ScienceConfig:
       TL and MF-C alone at 50; 20 epochs; 100 LF frames; one seed. Run it next to ``full`` (one core each).
     * ``recipe``: the training-recipe comparison on the ``realistic`` teacher pair (CP2K-like gap): 100
       structures (20 HF test, 6 val), HF 25/50, 100 LF frames (74 in this pool), SF, TL and MF-F with the recipe
-      variants of :data:`RECIPE_VARIANTS` (``MF-F:old`` = the pre-recipe defaults next to ``MF-F`` = today's; add
-      others with ``--methods``), 4 epochs, one seed (``--seeds 3`` for claims).
+      variants of :data:`RECIPE_VARIANTS` (``MF-F:lf100`` = the recipe before LF frame weight 0.25, next to
+      ``MF-F`` = today's; add others with ``--methods``), 8 epochs (4 left SF under-trained:
+      docs/benchmarks.md), one seed (``--seeds 3`` for claims).
     * ``paper``: the issue's whole grid (HF 25–400, both starts, 7 ablation subsets, 3 seeds, 30/60 epochs,
       all LF frames): tens of core-hours, for a GPU node or a cluster allocation.
     """
@@ -162,12 +175,12 @@ def preset(name: str) -> ScienceConfig:
             n_test=20,
             n_val=6,
             hf_sizes=[25, 50],
-            methods=["SF", "TL", "MF-F:old", "MF-F"],
+            methods=["SF", "TL", "MF-F:lf100", "MF-F"],
             ablation=[],
             ablation_sizes=[],
             starts=["pretrained"],
             seeds=1,
-            epochs=4,
+            epochs=8,
             patience=None,
             lf_max=100,
             variants=RECIPE_VARIANTS,
@@ -179,12 +192,14 @@ def preset(name: str) -> ScienceConfig:
 
 def method_train_kwargs(method: str, variants: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """TrainConfig fields of a method name: SF, TL, MF-F (= EMRC) or MF-<subset of EMRC>, optionally
-    ``:variant`` (a key of ``variants``: its TrainConfig overrides are added)."""
+    ``:variant`` (a key of ``variants`` or of :data:`RECIPE_VARIANTS`, which every preset knows: its
+    TrainConfig overrides are added)."""
     if ":" in method:
         base, name = method.split(":", 1)
-        if variants is not None and name not in variants:
-            raise ConfigError(f"method={method!r}: variant {name!r} not in variants {sorted(variants)}")
-        return {**method_train_kwargs(base), **((variants or {}).get(name) or {})}
+        known = {**RECIPE_VARIANTS, **(variants or {})}
+        if name not in known:
+            raise ConfigError(f"method={method!r}: variant {name!r} not in variants {sorted(known)}")
+        return {**method_train_kwargs(base), **(known[name] or {})}
     if method == "SF":
         return {"mode": "sf"}
     if method == "TL":
@@ -242,3 +257,9 @@ def check_warm_start(warm: str, hf_teacher_model: str | None, *, allow: bool) ->
             f"--warm-start {warm}: {msg}; pick another model or pass --allow-teacher-warm-start"
         )
     return "WARNING: " + msg
+
+
+def run_seeds(config: ScienceConfig) -> list[int]:
+    """The run seeds of ``config`` (they pick the HF subset, the training order and the AL picks)."""
+    first = config.seed if config.first_run_seed is None else config.first_run_seed
+    return [first + s for s in range(config.seeds)]

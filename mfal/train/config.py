@@ -15,6 +15,9 @@ COMPONENTS = "EMRC"
 
 #: recipe defaults (set by the measurements in docs/benchmarks.md, "Training recipe")
 WARM_TRUNK_LR_FACTOR = 1.0
+#: loss weight of a non-target (LF) frame relative to a target (HF) frame: 1 let a large LF/HF gap pull the
+#: shared trunk away from HF (realistic pair, 50 HF, 3 seeds: MF-F / SF 1.50 → 0.90 with 0.25)
+LF_FRAME_WEIGHT = 0.25
 
 
 class TLConfig(BaseModel):
@@ -61,12 +64,31 @@ class TrainConfig(BaseModel):
         description="per-fidelity loss balance: frame weight ∝ N_f^-this (0: per frame; 1: every fidelity the "
         "same total weight, so few HF frames are not drowned by many LF frames)",
     )
+    lf_frame_weight: float = Field(
+        LF_FRAME_WEIGHT,
+        ge=0,
+        description="loss weight of each frame of a fidelity other than target_fidelity, relative to a target "
+        "frame (every term; on top of fidelity_balance); < 1 keeps a large LF/HF gap out of the shared trunk",
+    )
     head_warmup_epochs: int = Field(
         0,
         ge=0,
         description="mode mf: epochs of a first stage 'heads' that trains only the fidelity parameters (readouts "
         "R, E, M; AtomRef refitted) with the shared trunk frozen, before the joint stage (linear probe, then "
         "fine-tune): each fidelity's head absorbs its own offset before LF gradients reach the trunk; 0 = off",
+    )
+    fidelity_lr_factor: float = Field(
+        1.0,
+        gt=0,
+        description="learning rate of the fidelity parameters E and M = lr × this (mode mf); > 1 lets the "
+        "zero-initialised fidelity switches of a warm start take up the LF-specific part of the gap before the "
+        "much larger shared trunk does",
+    )
+    hf_finetune_epochs: int = Field(
+        0,
+        ge=0,
+        description="mode mf: epochs of a last stage 'hf-fine' on the target-fidelity frames only (all parameters, "
+        "target AtomRef refitted, early stopping on its validation force MAE), after the joint stage; 0 = off",
     )
     trunk_lr_factor: float | None = Field(
         None,

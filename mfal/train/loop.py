@@ -16,7 +16,7 @@ import numpy as np
 from mfal.train.config import TrainConfig
 from mfal.train.data import FrameDataset
 from mfal.train.evaluate import evaluate
-from mfal.train.loss import MFLoss, balance_scale
+from mfal.train.loss import MFLoss, frame_scale
 from mfal.train.state import state_dict_copy
 
 log = logging.getLogger(__name__)
@@ -54,18 +54,28 @@ def epoch_order(ds: FrameDataset, config: TrainConfig, epoch: int, stage: Stage)
     return [order[i] for i in rng.permutation(len(order))]
 
 
+#: parameter-name prefixes of the fidelity switches E and M
+FIDELITY_PREFIXES = ("fidelity_embedding.", "fidelity_columns.")
 #: parameter-name prefixes of the heads: readout MLP(s) and the fidelity parameters E and M
-HEAD_PREFIXES = ("readouts.", "mlp.", "fidelity_embedding.", "fidelity_columns.")
+HEAD_PREFIXES = ("readouts.", "mlp.", *FIDELITY_PREFIXES)
 
 
-def param_groups(model: Any, lr: float, trunk_lr_factor: float) -> list[dict[str, Any]]:
-    """Adam parameter groups: heads (readouts, E, M) at ``lr``, the shared trunk at ``lr × trunk_lr_factor``."""
-    heads, trunk = [], []
+def param_groups(
+    model: Any, lr: float, trunk_lr_factor: float, fidelity_lr_factor: float = 1.0
+) -> list[dict[str, Any]]:
+    """Adam parameter groups: readouts at ``lr``, E and M at ``lr × fidelity_lr_factor``, the shared trunk at
+    ``lr × trunk_lr_factor`` (groups "readouts", "fidelity", "trunk"; the first two are the heads)."""
+    fidelity, readouts, trunk = [], [], []
     for name, p in model.named_parameters():
-        if p.requires_grad:
-            (heads if name.startswith(HEAD_PREFIXES) else trunk).append(p)
+        if not p.requires_grad:
+            continue
+        if name.startswith(FIDELITY_PREFIXES):
+            fidelity.append(p)
+        else:
+            (readouts if name.startswith(HEAD_PREFIXES) else trunk).append(p)
     groups = [
-        {"params": heads, "lr": lr, "name": "heads"},
+        {"params": readouts, "lr": lr, "name": "readouts"},
+        {"params": fidelity, "lr": lr * fidelity_lr_factor, "name": "fidelity"},
         {"params": trunk, "lr": lr * trunk_lr_factor, "name": "trunk"},
     ]
     return [g for g in groups if g["params"]]
@@ -126,13 +136,15 @@ def run_stage(
     import torch
 
     counts = {f: len(stage.train.indices_of(f)) for f in config.fidelities}
-    loss_fn = MFLoss(config.loss, fidelity_scale=balance_scale(counts, config.fidelity_balance))
+    lf_weight = config.lf_frame_weight if config.mode == "mf" else 1.0  # sf/tl stages see one fidelity
+    scale = frame_scale(counts, config.fidelity_balance, lf_weight, config.target_fidelity)
+    loss_fn = MFLoss(config.loss, fidelity_scale=scale)
     task = loss_fn.task("efsm" if stage.train.has_labels("m") else "efs")
     params = [p for p in model.parameters() if p.requires_grad]
-    # heads (readouts, E, M) at the stage lr, the shared trunk at lr × trunk_lr_factor
-    groups = param_groups(model, stage.lr, config.trunk_lr())
+    # readouts at the stage lr, E and M at lr × fidelity_lr_factor, the shared trunk at lr × trunk_lr_factor
+    groups = param_groups(model, stage.lr, config.trunk_lr(), config.fidelity_lr_factor)
     if stage.role == "heads":  # linear-probe stage: the shared trunk does not move
-        groups = [g for g in groups if g["name"] == "heads"]
+        groups = [g for g in groups if g["name"] != "trunk"]
     opt = torch.optim.Adam(groups, weight_decay=config.weight_decay)
     sched = cosine_schedule(opt, max(stage.epochs, 1), config.min_lr_factor)
     start_epoch, best_metric, best_epoch, bad_epochs = 0, math.inf, -1, 0

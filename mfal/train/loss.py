@@ -64,6 +64,13 @@ def balance_scale(counts: Mapping[str, int], alpha: float) -> dict[str, float]:
     return {f: raw[f] * norm for f in counts}
 
 
+def frame_scale(counts: Mapping[str, int], alpha: float, lf_weight: float, target: str) -> dict[str, float]:
+    """Per-fidelity frame weight: :func:`balance_scale` times ``lf_weight`` for every fidelity but ``target``
+    (not renormalised, so the target frames keep their weight and the LF frames only lose say)."""
+    scale = balance_scale(counts, alpha)
+    return {f: w if f == target else w * lf_weight for f, w in scale.items()}
+
+
 class MFLoss:
     """Callable loss: ``loss(prediction, batch) -> {"loss": Tensor, "e": ..., "f": ..., "s": ..., "m": ...}``.
 

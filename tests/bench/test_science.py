@@ -251,3 +251,17 @@ def test_recipe_variants_become_train_configs():
     assert train_config(cfg, "MF-F:s0", "pretrained", 0).loss.per_fidelity["lf"].s == 0
     with pytest.raises(ConfigError, match="variant"):
         method_train_kwargs("MF-F:nope", v)
+
+
+def test_first_run_seed_continues_a_run_on_the_same_pool():
+    """``--seed 1 --seeds 2`` runs seeds 1 and 2 on the pool and split of seed 0 (so a 3-seed claim can be
+    finished in a second run), and every built-in recipe variant is a valid TrainConfig."""
+    from mfal.bench.science_config import RECIPE_VARIANTS, run_seeds, train_config
+
+    cfg = preset("recipe")
+    assert run_seeds(cfg) == [0]
+    later = cfg.model_copy(update={"first_run_seed": 1, "seeds": 2})
+    assert run_seeds(later) == [1, 2] and later.seed == 0
+    for name in RECIPE_VARIANTS:
+        train_config(cfg, f"MF-F:{name}", "pretrained", 0)
+    assert train_config(cfg, "MF-F:ft4", "pretrained", 0).hf_finetune_epochs == 4

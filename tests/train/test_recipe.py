@@ -10,7 +10,7 @@ import torch
 
 from mfal.train.config import TrainConfig
 from mfal.train.loop import HEAD_PREFIXES, cosine_schedule, param_groups
-from mfal.train.loss import LossConfig, MFLoss, balance_scale
+from mfal.train.loss import LossConfig, LossWeights, MFLoss, balance_scale, frame_scale
 
 
 class _Batch:
@@ -50,18 +50,44 @@ def test_balance_changes_the_gradient_ratio_between_fidelities():
     assert grad_share(1.0) == pytest.approx(1.0)
 
 
-def test_param_groups_split_heads_from_trunk():
+def test_lf_frame_weight_scales_every_lf_term_like_per_fidelity_weights():
+    """``lf_frame_weight`` w: every LF term counts w × a HF frame's (the HF frames keep their weight); the same
+    loss as ``loss.per_fidelity.lf`` = w × the default weights (the bench variant ``lfw25``)."""
+    counts = {"lf": 74, "hf": 50}
+    assert frame_scale(counts, 0.0, 0.25, "hf") == {"lf": 0.25, "hf": 1.0}
+    bal = balance_scale(counts, 1.0)
+    assert frame_scale(counts, 1.0, 0.5, "hf") == pytest.approx({"lf": bal["lf"] * 0.5, "hf": bal["hf"]})
+    batch = _Batch(["lf", "lf", "hf"])
+    batch.stress = [torch.ones(3, 3) for _ in range(3)]
+
+    def loss_of(loss: MFLoss) -> float:
+        torch.manual_seed(0)
+        pred = {"e": torch.randn(3), "f": [torch.randn(2, 3) for _ in range(3)], "s": torch.randn(3, 3, 3)}
+        return float(loss(pred, batch)["loss"])
+
+    w = 0.25
+    scaled = MFLoss(LossConfig(), fidelity_scale=frame_scale({"lf": 2, "hf": 1}, 0.0, w, "hf"))
+    d = LossWeights()
+    per_fid = MFLoss(LossConfig(per_fidelity={"lf": LossWeights(e=w * d.e, f=w * d.f, s=w * d.s, m=w * d.m)}))
+    assert loss_of(scaled) == pytest.approx(loss_of(per_fid))
+    assert loss_of(scaled) < loss_of(MFLoss(LossConfig()))
+    assert TrainConfig().lf_frame_weight == 0.25  # the recipe default (docs/benchmarks.md)
+
+
+def test_param_groups_split_readouts_fidelity_switches_and_trunk():
     from mfal.model import MFCHGNet
 
     torch.manual_seed(0)
     model = MFCHGNet(components="EMRC")
-    groups = param_groups(model, 1e-3, 0.1)
+    groups = param_groups(model, 1e-3, 0.1, fidelity_lr_factor=10.0)
     by_name = {g["name"]: g for g in groups}
-    assert by_name["heads"]["lr"] == 1e-3 and by_name["trunk"]["lr"] == pytest.approx(1e-4)
-    head_ids = {id(p) for p in by_name["heads"]["params"]}
+    assert by_name["readouts"]["lr"] == 1e-3 and by_name["trunk"]["lr"] == pytest.approx(1e-4)
+    assert by_name["fidelity"]["lr"] == pytest.approx(1e-2)
+    ids = {k: {id(p) for p in g["params"]} for k, g in by_name.items()}
     for name, p in model.named_parameters():
         if p.requires_grad:
-            assert (id(p) in head_ids) == name.startswith(HEAD_PREFIXES), name
+            assert (id(p) in ids["fidelity"]) == name.startswith(("fidelity_embedding.", "fidelity_columns.")), name
+            assert (id(p) in ids["trunk"]) == (not name.startswith(HEAD_PREFIXES)), name
     assert any(n.startswith("readouts.1.") for n, _ in model.named_parameters())
     n_groups = sum(len(g["params"]) for g in groups)
     assert n_groups == sum(1 for p in model.parameters() if p.requires_grad)
@@ -131,3 +157,37 @@ def test_head_warmup_stage_moves_only_the_fidelity_parameters(lf_frames, hf_fram
     trunk = [k for k in start if not k.startswith(HEAD_PREFIXES)]
     assert any(not torch.equal(heads_done[k], main_done[k]) for k in trunk)  # the joint stage trains it
     assert TrainConfig().head_warmup_epochs == 0  # off by default
+
+
+def test_hf_finetune_stage_trains_on_target_frames_only(lf_frames, hf_frames):
+    """``hf_finetune_epochs``: after the joint stage a last stage "hf-fine" sees only HF frames, so the LF head
+    (its readout, E and M columns) no longer moves while the shared trunk and the HF head do."""
+    from mfal.train.build import build_model
+    from mfal.train.data import FrameDataset
+    from mfal.train.trainer import stages_of, train_on_datasets
+
+    fast = {"pretrained_version": "0.2.0", "batch_size": 4, "patience": None, "eval_batch_size": 8}
+    cfg = TrainConfig(mode="mf", epochs=1, hf_finetune_epochs=1, fit_atomref=False, lr=1e-3, **fast)
+    model = build_model(cfg)
+    train = FrameDataset.build(lf_frames[:3] + hf_frames[:2], model, magnetic_fidelities=cfg.magnetic_fidelities)
+    val = FrameDataset.build(lf_frames[-1:] + hf_frames[-1:], model, magnetic_fidelities=cfg.magnetic_fidelities)
+    fine = stages_of(cfg, train, val)[-1]
+    assert (fine.name, fine.role, len(fine.train)) == ("hf-fine", "fine", 2)
+    snaps: list[dict[str, torch.Tensor]] = []
+    res = train_on_datasets(
+        model,
+        train,
+        val,
+        cfg,
+        callback=lambda row: snaps.append({k: v.detach().clone() for k, v in model.named_parameters()}),
+    )
+    assert [row["stage"] for row in res.history] == ["main", "hf-fine"]
+    main_done, fine_done = snaps
+    changed = {k for k in main_done if not torch.equal(main_done[k], fine_done[k])}
+    lf_readout = {k for k in main_done if k.startswith("readouts.0.")}
+    assert changed and not changed & lf_readout
+    assert any(k.startswith("readouts.1.") for k in changed)
+    assert any(not k.startswith(HEAD_PREFIXES) for k in changed)  # the trunk moves too
+    emb = "fidelity_embedding.weight"  # E rows: a new optimizer per stage leaves the unused LF row alone
+    assert torch.equal(main_done[emb][0], fine_done[emb][0]) and not torch.equal(main_done[emb][1], fine_done[emb][1])
+    assert TrainConfig().hf_finetune_epochs == 0  # off by default
