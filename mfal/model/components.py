@@ -150,7 +150,8 @@ def fit_composition(
     f: int,
 ) -> None:
     """Least-squares AtomRef row of fidelity position ``f`` from energies in eV/atom (the shared row without
-    C); only elements present in the data are refitted."""
+    C); only elements present in the data are refitted, as the minimum-norm correction of the current row (so
+    an under-determined fit, e.g. one composition, moves the row only along the compositions it saw)."""
     energies = np.asarray(energies_per_atom, dtype=float)
     if energies.ndim != 1 or len(energies) != len(structures_or_graphs) or len(energies) == 0:
         raise DataError(
@@ -172,8 +173,12 @@ def fit_composition(
         counts = np.bincount(z - 1, minlength=MAX_Z)
         feats[i] = counts / len(z) if model.is_intensive else counts
     cols = np.where(feats.any(axis=0))[0]
-    weights, *_ = np.linalg.lstsq(feats[:, cols], energies, rcond=None)
     row = f if "C" in model.components else 0
+    # least-squares correction of the current row, minimum norm: compositions the frames do not pin down (all
+    # frames LiFePO4, say) keep the prior's split between elements instead of an arbitrary one
+    prior = model.atom_ref.detach().cpu().numpy()[row, cols].astype(float)
+    delta, *_ = np.linalg.lstsq(feats[:, cols], energies - feats[:, cols] @ prior, rcond=None)
+    weights = prior + delta
     with torch.no_grad():
         model.atom_ref[row, torch.as_tensor(cols)] = torch.as_tensor(weights, dtype=model.atom_ref.dtype).to(
             model.device
