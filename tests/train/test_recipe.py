@@ -129,29 +129,35 @@ def test_trunk_lr_default_depends_on_the_start():
     assert TrainConfig(warm_start="scratch", trunk_lr_factor=0.3).trunk_lr() == 0.3
 
 
-def test_head_warmup_stage_moves_only_the_fidelity_parameters(lf_frames, hf_frames):
-    """``head_warmup_epochs``: a frozen-trunk "heads" stage first (readouts, E, M learn, the trunk does not),
-    then the joint "main" stage moves the trunk too."""
+FAST = {"pretrained_version": "0.2.0", "batch_size": 4, "patience": None, "eval_batch_size": 8, "fit_atomref": False}
+
+
+def _train_with_snapshots(cfg, lf_frames, hf_frames):
+    """Train on 3 LF + 2 HF frames (val 1 + 1); returns (start weights, weights after every epoch, result, the
+    stages of the run)."""
     from mfal.train.build import build_model
     from mfal.train.data import FrameDataset
-    from mfal.train.trainer import train_on_datasets
+    from mfal.train.trainer import stages_of, train_on_datasets
 
-    fast = {"pretrained_version": "0.2.0", "batch_size": 4, "patience": None, "eval_batch_size": 8}
-    cfg = TrainConfig(mode="mf", epochs=1, head_warmup_epochs=1, fit_atomref=False, **fast)
     model = build_model(cfg)
     train = FrameDataset.build(lf_frames[:3] + hf_frames[:2], model, magnetic_fidelities=cfg.magnetic_fidelities)
     val = FrameDataset.build(lf_frames[-1:] + hf_frames[-1:], model, magnetic_fidelities=cfg.magnetic_fidelities)
     start = {k: v.detach().clone() for k, v in model.named_parameters()}
     snaps: list[dict[str, torch.Tensor]] = []
-    res = train_on_datasets(
-        model,
-        train,
-        val,
-        cfg,
-        callback=lambda row: snaps.append({k: v.detach().clone() for k, v in model.named_parameters()}),
-    )
+
+    def snap(row):
+        snaps.append({k: v.detach().clone() for k, v in model.named_parameters()})
+
+    res = train_on_datasets(model, train, val, cfg, callback=snap)
+    return start, snaps, res, stages_of(cfg, train, val)
+
+
+def test_head_warmup_stage_moves_only_the_fidelity_parameters(lf_frames, hf_frames):
+    """``head_warmup_epochs``: a frozen-trunk "heads" stage first (readouts, E, M learn, the trunk does not),
+    then the joint "main" stage moves the trunk too."""
+    cfg = TrainConfig(mode="mf", epochs=1, head_warmup_epochs=1, **FAST)
+    start, (heads_done, main_done), res, _ = _train_with_snapshots(cfg, lf_frames, hf_frames)
     assert [row["stage"] for row in res.history] == ["heads", "main"]
-    heads_done, main_done = snaps
     moved = {k for k in start if not torch.equal(start[k], heads_done[k])}
     assert moved and all(k.startswith(HEAD_PREFIXES) for k in moved), sorted(moved)[:5]
     trunk = [k for k in start if not k.startswith(HEAD_PREFIXES)]
@@ -161,28 +167,12 @@ def test_head_warmup_stage_moves_only_the_fidelity_parameters(lf_frames, hf_fram
 
 def test_hf_finetune_stage_trains_on_target_frames_only(lf_frames, hf_frames):
     """``hf_finetune_epochs``: after the joint stage a last stage "hf-fine" sees only HF frames, so the LF head
-    (its readout, E and M columns) no longer moves while the shared trunk and the HF head do."""
-    from mfal.train.build import build_model
-    from mfal.train.data import FrameDataset
-    from mfal.train.trainer import stages_of, train_on_datasets
-
-    fast = {"pretrained_version": "0.2.0", "batch_size": 4, "patience": None, "eval_batch_size": 8}
-    cfg = TrainConfig(mode="mf", epochs=1, hf_finetune_epochs=1, fit_atomref=False, lr=1e-3, **fast)
-    model = build_model(cfg)
-    train = FrameDataset.build(lf_frames[:3] + hf_frames[:2], model, magnetic_fidelities=cfg.magnetic_fidelities)
-    val = FrameDataset.build(lf_frames[-1:] + hf_frames[-1:], model, magnetic_fidelities=cfg.magnetic_fidelities)
-    fine = stages_of(cfg, train, val)[-1]
+    (its readout and E row) no longer moves while the shared trunk and the HF head do."""
+    cfg = TrainConfig(mode="mf", epochs=1, hf_finetune_epochs=1, lr=1e-3, **FAST)
+    _, (main_done, fine_done), res, stages = _train_with_snapshots(cfg, lf_frames, hf_frames)
+    fine = stages[-1]
     assert (fine.name, fine.role, len(fine.train)) == ("hf-fine", "fine", 2)
-    snaps: list[dict[str, torch.Tensor]] = []
-    res = train_on_datasets(
-        model,
-        train,
-        val,
-        cfg,
-        callback=lambda row: snaps.append({k: v.detach().clone() for k, v in model.named_parameters()}),
-    )
     assert [row["stage"] for row in res.history] == ["main", "hf-fine"]
-    main_done, fine_done = snaps
     changed = {k for k in main_done if not torch.equal(main_done[k], fine_done[k])}
     lf_readout = {k for k in main_done if k.startswith("readouts.0.")}
     assert changed and not changed & lf_readout
