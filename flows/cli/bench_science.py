@@ -83,7 +83,10 @@ def science_cmd(
         None, "--seeds", min=1, help="seeds per point (default: 1; 3 with --preset paper)"
     ),
     first_seed: int | None = typer.Option(
-        None, "--seed", min=0, help="first run seed: runs seeds SEED..SEED+N-1 on the same pool and split (default 0)"
+        None,
+        "--seed",
+        min=0,
+        help="first run seed: runs seeds SEED..SEED+N-1 on the same pool and split (default 0)",
     ),
     hf_sizes: str | None = typer.Option(None, "--hf-sizes", help="comma-separated HF sizes, e.g. 25,50,100"),
     methods: str | None = typer.Option(None, "--methods", help="e.g. SF,TL,MF-F"),

@@ -69,16 +69,19 @@ class TrainResult:
 
 def stages_of(config: TrainConfig, train: FrameDataset, val: FrameDataset) -> list[Stage]:
     """The stages of a mode: mf/sf one stage "main" (mf with ``head_warmup_epochs``: a frozen-trunk stage
-    "heads" first; with ``hf_finetune_epochs``: a last stage "hf-fine" on the target frames only); tl pre-training on the LF fidelity, then HF fine-tuning (stage names = the fidelity names)."""
+    "heads" first; with ``hf_finetune_epochs``: a last stage "hf-fine" on the target frames only); tl
+    pre-training on the LF fidelity, then HF fine-tuning (stage names = the fidelity names)."""
     tgt = config.target_fidelity
-    hf_train, hf_val = train.select_fidelity(tgt), val.select_fidelity(tgt)
     if config.mode == "mf":
         stages = [Stage("main", "main", train, val, tgt, config.epochs, config.lr)]
         if config.head_warmup_epochs:
             stages.insert(0, Stage("heads", "heads", train, val, tgt, config.head_warmup_epochs, config.lr))
-        if config.hf_finetune_epochs and len(hf_train):
-            stages.append(Stage("hf-fine", "fine", hf_train, hf_val, tgt, config.hf_finetune_epochs, config.lr))
+        hf_train = train.select_fidelity(tgt) if config.hf_finetune_epochs else None
+        if hf_train is not None and len(hf_train):
+            fine_val = val.select_fidelity(tgt)
+            stages.append(Stage("hf-fine", "fine", hf_train, fine_val, tgt, config.hf_finetune_epochs, config.lr))
         return stages
+    hf_train, hf_val = train.select_fidelity(tgt), val.select_fidelity(tgt)
     if not len(hf_train):
         raise DataError(f"mode {config.mode!r} needs {tgt!r} training frames; the training set has none")
     if config.mode == "sf":
