@@ -62,3 +62,31 @@ def test_tiny_preset_cli_json():
     assert all(p["rss_peak_mb"] >= p["rss_setup_mb"] > 0 for p in out["points"])
     assert out["per_pass_over_chgnet"] > 0
     assert out["scorer"] == {"force_probes": None, "force_spread": "last_layer"}  # what the campaign scores with
+
+
+def test_points_option_selects_point_kinds_and_refuses_unknown_names(capsys):
+    """`--points atoms` is both per-atom series; an unknown name is one line naming the option, exit 2."""
+    from flows.cli import main
+    from mfal.bench.scale import parse_points
+
+    assert parse_points("atoms") == {"score_atoms", "train_atoms"}
+    assert parse_points("throughput,score_atoms") == {"throughput", "score_atoms"}
+    assert parse_points(None) == {"score_atoms", "train_atoms", "candidates", "throughput"}
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "scale", "--preset", "tiny", "--points", "atoms,gpu"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--points" in err[0] and "'gpu'" in err[0]
+
+
+@pytest.mark.slow
+def test_tiny_preset_score_atoms_points_only():
+    """Only the per-atom scoring series runs: no throughput point, so no per-pass ratio, and an exponent."""
+    from mfal.bench.scale import run_scale_bench
+
+    out = run_scale_bench("tiny", points="score_atoms")
+    assert {p["what"] for p in out["points"]} == {"score_atoms"}
+    assert [p["n_atoms"] for p in out["points"]] == [28, 56]
+    assert isinstance(out["score_atoms_exponent_cpu"], float)
+    assert out["train_atoms_exponent_cpu"] is None and out["per_pass_over_chgnet"] is None
+    assert out["candidates"] == {} and out["point_kinds"] == ["score_atoms"]
