@@ -20,7 +20,7 @@ def _fmt(stat: dict | None, digits: int = 1) -> str:
 @bench_app.command("al")
 def bench_al_cmd(
     preset: str = typer.Option(
-        "quick", "--preset", help="quick (CI, ≤ 10 min on 2 cores) | mid (4 rounds, 3 seeds, ≈ 80 min) | hetero (mid with a redundant 36-candidate pool, 5 test compositions) | full (≤ 3 h) | a YAML"
+        "quick", "--preset", help="quick (CI, ≤ 10 min on 2 cores) | mid (4 rounds, 3 seeds, ≈ 80 min) | hetero (mid with a redundant 36-candidate pool, 5 test compositions) | realistic (hetero on the realistic teacher pair) | full (≤ 3 h) | a YAML"
     ),
     seeds: int | None = typer.Option(None, "--seeds", min=1, help="seeds 0..N-1 (default: the preset's)"),
     json_output: bool = typer.Option(False, "--json", help="print one JSON object instead of a table"),

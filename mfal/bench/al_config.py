@@ -19,7 +19,7 @@ from mfal.config_io import read_yaml
 from mfal.errors import ConfigError
 
 STRATEGIES = ("uncertainty", "random", "sf")
-PRESETS = ("quick", "mid", "hetero", "full")
+PRESETS = ("quick", "mid", "hetero", "realistic", "full")
 #: the LF budget of the SF strategy (core-hours): positive (a zero total would end the campaign as "spent")
 #: but below any label's cost, so no LF label is ever made
 SF_LF_BUDGET_H = 1e-6

@@ -40,6 +40,23 @@ def test_strategy_configs_share_the_hf_budget():
     assert all(c.teacher_warm_start() is None for c in cfgs.values())  # the warm start is not the HF teacher
 
 
+@pytest.mark.parametrize("name", ["quick", "mid", "hetero", "realistic", "full"])
+def test_every_preset_gives_valid_campaigns(name):
+    """Each shipped preset validates for every strategy; `realistic` is `hetero` labeled by the realistic pair."""
+    from mfal.bench.al_config import PRESETS
+    from mfal.campaign.config import CampaignConfig
+
+    assert name in PRESETS
+    preset = load_preset(name)
+    cfgs = [CampaignConfig.model_validate(strategy_config(preset.campaign, s, 0, preset.rounds)) for s in STRATEGIES]
+    pairs = {c.labelers[f].options.pair for c in cfgs for f in ("lf", "hf")}
+    assert pairs == ({"realistic"} if name == "realistic" else {"chgnet-020-030"})
+    if name == "realistic":
+        hetero = load_preset("hetero")
+        assert preset.campaign["explore"] == hetero.campaign["explore"] and preset.test == hetero.test
+        assert cfgs[0].labelers["lf"].options.fidelities["lf"].transform.cell_scale != 1.0
+
+
 def _rows(maes, n_hf, cost):
     return [
         {
