@@ -109,6 +109,8 @@ RECIPE_VARIANTS: dict[str, dict[str, Any]] = {
     "lfw25": {"lf_frame_weight": 0.25},  # = today's default; measured as loss.per_fidelity.lf = 0.25 × weights
     "lfw25+ft4": {"lf_frame_weight": 0.25, "hf_finetune_epochs": 4},
     "e8": {"epochs": 8},
+    "pcg": {"lf_gradient_projection": True},  # today's default + trunk-gradient projection
+    "pcg+lf100": {"lf_gradient_projection": True, **_W1},
 }
 
 

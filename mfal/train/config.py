@@ -70,6 +70,12 @@ class TrainConfig(BaseModel):
         description="loss weight of each frame of a fidelity other than target_fidelity, relative to a target "
         "frame (every term; on top of fidelity_balance); < 1 keeps a large LF/HF gap out of the shared trunk",
     )
+    lf_gradient_projection: bool = Field(
+        False,
+        description="mode mf: on the shared trunk, when a batch's gradient of the other fidelities' frames points "
+        "against the target frames' gradient (negative dot product), remove that opposing component (gradient "
+        "projection, PCGrad-style) so LF frames can only help HF; costs a second backward pass per batch",
+    )
     head_warmup_epochs: int = Field(
         0,
         ge=0,

@@ -120,6 +120,38 @@ def stop_metric(val: dict[str, dict[str, float]], fidelity: str, train_loss: flo
     return train_loss, "train loss"
 
 
+def projected_grads(
+    loss_fn: MFLoss, pred: Any, batch: Any, params: list[Any], shared: list[bool], scale: dict[str, float], target: str
+) -> dict[str, float] | None:
+    """Set ``p.grad`` of ``params`` to g_target + g_other, where on the ``shared`` parameters g_other loses its
+    component along g_target if the two conflict (g_other · g_target < 0). Both gradients come from the same
+    forward pass (the loss is linear in the per-fidelity frame weights, so their sum is the plain gradient).
+    Returns {"cos": cosine on the shared parameters, "projected": 1.0 or 0.0}; None (nothing set) when the batch
+    lacks either kind of frame."""
+    import torch
+
+    fids = set(batch.fidelities)
+    if target not in fids or fids == {target}:
+        return None
+    only_t = MFLoss(loss_fn.config, fidelity_scale={f: (w if f == target else 0.0) for f, w in scale.items()})
+    only_o = MFLoss(loss_fn.config, fidelity_scale={f: (0.0 if f == target else w) for f, w in scale.items()})
+    l_t, l_o = only_t(pred, batch)["loss"], only_o(pred, batch)["loss"]
+    if not (l_t.requires_grad and l_o.requires_grad):
+        return None
+    g_t = torch.autograd.grad(l_t, params, retain_graph=True, allow_unused=True)
+    g_o = torch.autograd.grad(l_o, params, allow_unused=True)
+    g_t = [torch.zeros_like(p) if g is None else g for p, g in zip(params, g_t, strict=True)]
+    g_o = [torch.zeros_like(p) if g is None else g for p, g in zip(params, g_o, strict=True)]
+    dot = sum(float((a * b).sum()) for a, b, sh in zip(g_t, g_o, shared, strict=True) if sh)
+    n_t = sum(float((a * a).sum()) for a, sh in zip(g_t, shared, strict=True) if sh)
+    n_o = sum(float((b * b).sum()) for b, sh in zip(g_o, shared, strict=True) if sh)
+    cos = dot / math.sqrt(n_t * n_o) if n_t > 0 and n_o > 0 else 0.0
+    project = dot < 0 and n_t > 0
+    for p, a, b, sh in zip(params, g_t, g_o, shared, strict=True):
+        p.grad = a + (b - (dot / n_t) * a if project and sh else b)
+    return {"cos": cos, "projected": float(project)}
+
+
 def run_stage(
     model: Any,
     stage: Stage,
@@ -140,7 +172,10 @@ def run_stage(
     scale = frame_scale(counts, config.fidelity_balance, lf_weight, config.target_fidelity)
     loss_fn = MFLoss(config.loss, fidelity_scale=scale)
     task = loss_fn.task("efsm" if stage.train.has_labels("m") else "efs")
-    params = [p for p in model.parameters() if p.requires_grad]
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
+    project = config.lf_gradient_projection and config.mode == "mf" and stage.role == "main"
+    shared = [not n.startswith(HEAD_PREFIXES) for n, _ in named]
     # readouts at the stage lr, E and M at lr × fidelity_lr_factor, the shared trunk at lr × trunk_lr_factor
     groups = param_groups(model, stage.lr, config.trunk_lr(), config.fidelity_lr_factor)
     if stage.role == "heads":  # linear-probe stage: the shared trunk does not move
@@ -176,13 +211,20 @@ def run_stage(
         model.train()
         order = epoch_order(stage.train, config, epoch, stage)
         losses, terms, n_seen = 0.0, {k: 0.0 for k in "efsm"}, 0
+        cosines: list[float] = []
+        n_projected = 0
         for start in range(0, len(order), config.batch_size):
             batch = stage.train.batch(order[start : start + config.batch_size]).to(device)
             pred = model.forward(batch.graphs, batch.fidelity, task=task, is_training=True)
             out = loss_fn(pred, batch)
             opt.zero_grad(set_to_none=True)
             if out["loss"].requires_grad:  # a batch without any weighted label has nothing to learn
-                out["loss"].backward()
+                pc = projected_grads(loss_fn, pred, batch, params, shared, scale, config.target_fidelity) if project else None
+                if pc is None:
+                    out["loss"].backward()
+                else:
+                    cosines.append(pc["cos"])
+                    n_projected += int(pc["projected"])
                 if config.grad_clip is not None:
                     torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
                 opt.step()
@@ -218,6 +260,9 @@ def run_stage(
             "improved": improved,
             "time_s": time.perf_counter() - t0,
         }
+        if cosines:  # lf_gradient_projection: trunk-gradient cosine HF vs LF frames, share of batches projected
+            row["grad_cos_mean"] = float(np.mean(cosines))
+            row["projected_fraction"] = n_projected / len(cosines)
         history.append(row)
         log.info("stage %s epoch %d: loss %.4g, %s %.4g", stage.name, epoch, train_loss, metric_name, metric)
         stopped_early = config.patience is not None and bad_epochs >= config.patience

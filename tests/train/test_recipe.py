@@ -181,3 +181,58 @@ def test_hf_finetune_stage_trains_on_target_frames_only(lf_frames, hf_frames):
     emb = "fidelity_embedding.weight"  # E rows: a new optimizer per stage leaves the unused LF row alone
     assert torch.equal(main_done[emb][0], fine_done[emb][0]) and not torch.equal(main_done[emb][1], fine_done[emb][1])
     assert TrainConfig().hf_finetune_epochs == 0  # off by default
+
+
+def _toy_step(lf_label: float, hf_label: float):
+    """One LF and one HF frame predicted by a shared parameter ``w`` (+ an LF-only head ``h`` for the LF frame)."""
+    w = torch.zeros(2, 3, requires_grad=True)
+    h = torch.zeros(2, 3, requires_grad=True)
+    batch = _Batch(["lf", "hf"])
+    batch.forces = [torch.full((2, 3), lf_label), torch.full((2, 3), hf_label)]
+    pred = {"e": torch.zeros(2) + 0.0 * w.sum(), "f": [w + h, w]}
+    return w, h, batch, pred
+
+
+def test_gradient_projection_drops_only_the_lf_part_that_opposes_hf():
+    """LF wants the shared parameter down, HF wants it up: projected, the shared gradient is HF's alone (the
+    plain sum would cancel), while the LF-only head keeps its LF gradient; without a conflict it is the sum."""
+    from mfal.train.loop import projected_grads
+
+    loss = MFLoss(LossConfig())
+    scale = {"lf": 1.0, "hf": 1.0}
+    w, h, batch, pred = _toy_step(-0.05, 0.05)
+    info = projected_grads(loss, pred, batch, [w, h], [True, False], scale, "hf")
+    assert info["projected"] == 1.0 and info["cos"] == pytest.approx(-1.0)
+    w2, h2, batch2, pred2 = _toy_step(-0.05, 0.05)
+    loss(pred2, batch2)["loss"].backward()
+    assert float(w2.grad.abs().max()) == pytest.approx(0.0, abs=1e-9)  # the plain sum cancels
+    only_hf = MFLoss(LossConfig(), fidelity_scale={"lf": 0.0, "hf": 1.0})
+    w3, _, batch3, pred3 = _toy_step(-0.05, 0.05)
+    only_hf(pred3, batch3)["loss"].backward()
+    assert torch.allclose(w.grad, w3.grad) and float(w.grad.abs().max()) > 0
+    assert torch.allclose(h.grad, h2.grad) and float(h.grad.abs().max()) > 0  # head: LF gradient untouched
+
+    w, h, batch, pred = _toy_step(0.03, 0.05)  # same direction: no projection, the plain gradient
+    info = projected_grads(loss, pred, batch, [w, h], [True, False], scale, "hf")
+    assert info["projected"] == 0.0 and info["cos"] == pytest.approx(1.0)
+    w2, h2, batch2, pred2 = _toy_step(0.03, 0.05)
+    loss(pred2, batch2)["loss"].backward()
+    assert torch.allclose(w.grad, w2.grad) and torch.allclose(h.grad, h2.grad)
+    _, _, hf_only, pred = _toy_step(0.0, 0.05)
+    hf_only.fidelities = ["hf", "hf"]
+    assert projected_grads(loss, pred, hf_only, [w, h], [True, False], scale, "hf") is None  # one fidelity
+
+
+def test_training_with_gradient_projection_records_the_trunk_cosine(lf_frames, hf_frames):
+    """A real MF epoch with ``lf_gradient_projection``: every epoch row reports the mean HF/LF trunk-gradient
+    cosine and the share of batches projected; without the option the rows have no such keys."""
+    from mfal.train.trainer import train_model
+
+    cfg = TrainConfig(
+        epochs=1, lr=1e-3, batch_size=4, patience=None, pretrained_version="0.2.0", lf_gradient_projection=True
+    )
+    res = train_model(lf_frames[:4] + hf_frames[:4], hf_frames[-2:], cfg)
+    [row] = res.history
+    assert -1.0 <= row["grad_cos_mean"] <= 1.0 and 0.0 <= row["projected_fraction"] <= 1.0
+    plain = train_model(lf_frames[:4] + hf_frames[:4], hf_frames[-2:], cfg.model_copy(update={"lf_gradient_projection": False}))
+    assert "grad_cos_mean" not in plain.history[0]
