@@ -79,7 +79,7 @@ class ScienceConfig(BaseModel):
     @classmethod
     def _methods(cls, v: list[str]) -> list[str]:
         for m in v:
-            method_train_kwargs(m)  # raises ConfigError naming the bad method
+            method_train_kwargs(m.split(":", 1)[0])  # the base name; its variant is checked with `variants` below
         return v
 
     @model_validator(mode="after")

@@ -251,6 +251,12 @@ def test_recipe_variants_become_train_configs():
     assert train_config(cfg, "MF-F:s0", "pretrained", 0).loss.per_fidelity["lf"].s == 0
     with pytest.raises(ConfigError, match="variant"):
         method_train_kwargs("MF-F:nope", v)
+    # as the CLI builds it (validated): a --variant defined on the command line is a usable method name
+    base = preset("recipe").model_dump()
+    made = type(cfg)(**{**base, "variants": {**base["variants"], "e16": {"epochs": 16}}, "methods": ["SF:e16"]})
+    assert train_config(made, "SF:e16", "pretrained", 0).epochs == 16
+    with pytest.raises(ValueError, match="variant 'e17'"):
+        type(cfg)(**{**base, "methods": ["SF:e17"]})
 
 
 def test_first_run_seed_continues_a_run_on_the_same_pool():
