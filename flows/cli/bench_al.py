@@ -23,6 +23,9 @@ def bench_al_cmd(
         "quick", "--preset", help="quick (CI, ≤ 10 min on 2 cores) | mid (4 rounds, 3 seeds, ≈ 80 min) | hetero (mid with a redundant 36-candidate pool, 5 test compositions) | realistic (hetero on the realistic teacher pair) | full (≤ 3 h) | a YAML"
     ),
     seeds: int | None = typer.Option(None, "--seeds", min=1, help="seeds 0..N-1 (default: the preset's)"),
+    first_seed: int = typer.Option(
+        0, "--seed", min=0, help="first seed: runs seeds SEED..SEED+N-1 (a later run over all seeds reuses them)"
+    ),
     json_output: bool = typer.Option(False, "--json", help="print one JSON object instead of a table"),
     out: Path | None = typer.Option(
         None, "--out", help="output folder (default: bench-al-<preset>); resumes"
@@ -36,7 +39,7 @@ def bench_al_cmd(
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
     say = None if json_output else (lambda msg: typer.echo(msg, err=True))
-    res = bench_al(preset, seeds=seeds, out_dir=out, progress=say)
+    res = bench_al(preset, seeds=seeds, first_seed=first_seed, out_dir=out, progress=say)
     if json_output:
         typer.echo(dumps_strict({k: v for k, v in res.items() if k != "rows"}))
         return

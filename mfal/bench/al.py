@@ -228,10 +228,13 @@ def bench_al(
     preset: str | Path = "quick",
     *,
     seeds: int | None = None,
+    first_seed: int = 0,
     out_dir: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run AL vs random vs SF for seeds 0..N-1 and summarize (see :func:`mfal.bench.al_report.summarize`).
+    """Run AL vs random vs SF for seeds ``first_seed`` .. ``first_seed`` + N − 1 and summarize (see
+    :func:`mfal.bench.al_report.summarize`). Runs of other seeds into the same ``out_dir`` (e.g. side by side on
+    two machines) are reused from their cached rows by a later call that covers them all.
 
     ``out_dir`` keeps the campaign directories, the cached test set, ``bench_al.json`` and the figure
     (default: ``bench-al-<preset>``); a rerun resumes where it stopped.
@@ -252,7 +255,8 @@ def bench_al(
     starts = _starts(cfg.test, cfg.test.seed)
 
     rows: dict[str, list[dict[str, Any]]] = {s: [] for s in STRATEGIES}
-    for seed in range(n_seeds):
+    run_seeds = range(first_seed, first_seed + n_seeds)
+    for seed in run_seeds:
 
         def stability(run: Path, refs: Any, fidelity: str, run_seed: int = seed) -> dict[str, Any]:
             ref = refs[0]  # member 0 of the final ensemble drives the MD
@@ -275,7 +279,7 @@ def bench_al(
         out_dir=str(out),
         test_set=test_info,
         wall_s=time.perf_counter() - t0,
-        campaign_dirs={s: [str(_campaign_dir(out, s, k)) for k in range(n_seeds)] for s in STRATEGIES},
+        campaign_dirs={s: [str(_campaign_dir(out, s, k)) for k in run_seeds] for s in STRATEGIES},
     )
     res["hf_picks_by_origin"] = {
         s: picks_by_origin(res["campaign_dirs"][s], base.fidelities.high) for s in STRATEGIES

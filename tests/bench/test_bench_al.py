@@ -145,6 +145,15 @@ def test_bench_al_quick_runs_the_campaign_rounds(tmp_path):
         assert res["ran_through_run_round"][s] == list(range(rounds))
     assert len({c[-1]["n_hf"]["mean"] for c in res["curves"].values()}) >= 1
     assert res["wall_s"] <= wall
+    # a later call over the same seeds (e.g. after `--seed K` runs side by side) reuses every cached round
+    from mfal.bench.al import bench_al
+
+    again = bench_al("quick", seeds=res["seeds"], first_seed=0, out_dir=out)
+    from mfal.fileio import dumps_strict
+
+    assert json.loads(dumps_strict(again["curves"])) == res["curves"]
+    assert again["campaign_dirs"] == res["campaign_dirs"]
+    assert again["wall_s"] < 0.25 * res["wall_s"]
 
 
 def test_summarize_keys_calibration_and_figure(tmp_path):
