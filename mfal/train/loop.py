@@ -219,7 +219,9 @@ def run_stage(
             out = loss_fn(pred, batch)
             opt.zero_grad(set_to_none=True)
             if out["loss"].requires_grad:  # a batch without any weighted label has nothing to learn
-                pc = projected_grads(loss_fn, pred, batch, params, shared, scale, config.target_fidelity) if project else None
+                pc = None
+                if project:  # sets p.grad itself (None: a batch of one fidelity, plain backward below)
+                    pc = projected_grads(loss_fn, pred, batch, params, shared, scale, config.target_fidelity)
                 if pc is None:
                     out["loss"].backward()
                 else:
