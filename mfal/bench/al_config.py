@@ -74,6 +74,30 @@ def preset_path(preset: str) -> Path:
     return Path(__file__).resolve().parents[2] / "configs" / f"bench-al-{preset}.yaml"
 
 
+def _deep_update(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over`` merged in: nested mappings merge key by key, anything else replaces."""
+    out = dict(base)
+    for key, value in over.items():
+        old = out.get(key)
+        out[key] = _deep_update(old, value) if isinstance(old, dict) and isinstance(value, dict) else value
+    return out
+
+
+def _preset_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The YAML mapping of ``path``; a top-level ``base: NAME`` (a preset name or YAML path) is read first and this
+    file's keys are merged over it (:func:`_deep_update`), so a variant preset states only what differs."""
+    if path in seen:
+        raise ConfigError(f"{path}: base: presets include each other ({' -> '.join(p.name for p in (*seen, path))})")
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of preset settings")
+    if "base" not in raw:
+        return raw
+    name = str(raw.pop("base"))
+    base_path = Path(name) if name.endswith((".yaml", ".yml")) else preset_path(name)
+    return _deep_update(_preset_raw(base_path, (*seen, path)), raw)
+
+
 def load_preset(preset: str | Path) -> AlBenchConfig:
     """A preset by name (quick, full) or a YAML path; problems -> one-line ConfigError."""
     from pydantic import ValidationError
@@ -81,7 +105,7 @@ def load_preset(preset: str | Path) -> AlBenchConfig:
     from mfal.config_io import validation_message
 
     path = Path(preset) if str(preset).endswith((".yaml", ".yml")) else preset_path(str(preset))
-    raw = read_yaml(path)
+    raw = _preset_raw(path.resolve())
     try:
         return AlBenchConfig.model_validate(raw)
     except ValidationError as err:

@@ -55,6 +55,22 @@ def test_every_preset_gives_valid_campaigns(name):
         hetero = load_preset("hetero")
         assert preset.campaign["explore"] == hetero.campaign["explore"] and preset.test == hetero.test
         assert cfgs[0].labelers["lf"].options.fidelities["lf"].transform.cell_scale != 1.0
+        mine, theirs = preset.model_dump(), hetero.model_dump()
+        mine["campaign"].pop("labelers"), theirs["campaign"].pop("labelers")
+        assert mine == theirs  # `base: hetero`: only the labelers differ
+
+
+def test_preset_base_errors_name_the_file(tmp_path):
+    """A preset whose `base:` is unknown, or presets that include each other, stop with one ConfigError."""
+    from mfal.errors import ConfigError
+
+    (tmp_path / "a.yaml").write_text(f"base: {tmp_path / 'b.yaml'}\nrounds: 3\n")
+    (tmp_path / "b.yaml").write_text(f"base: {tmp_path / 'a.yaml'}\n")
+    with pytest.raises(ConfigError, match="include each other"):
+        load_preset(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("base: nope\n")
+    with pytest.raises(ConfigError, match="'nope'"):
+        load_preset(tmp_path / "c.yaml")
 
 
 def _rows(maes, n_hf, cost):
