@@ -22,9 +22,7 @@ def bench_scale(
     ),
 ) -> None:
     """Scoring and training-epoch cost vs atoms per cell and vs number of candidates (wall, CPU, peak RSS)."""
-    from mfal.bench.scale import TARGETS, parse_points, run_scale_bench
-
-    parse_points(points)  # a bad name is a ConfigError before any subprocess starts
+    from mfal.bench.scale import TARGETS, run_scale_bench
 
     def show(row: dict) -> None:
         if not json_output:
