@@ -49,6 +49,14 @@ class TrainConfig(BaseModel):
     )
     pretrained_version: str = Field("0.3.0", description="CHGNet version of the pretrained warm start")
     epochs: int = Field(20, ge=0, description="maximum epochs (per stage in tl)")
+    steps: int | None = Field(
+        None,
+        ge=1,
+        description="optimizer-step budget of the stage that trains on the target fidelity (mf/sf 'main', tl "
+        "'fine'): its epoch count becomes ceil(steps / batches per epoch), replacing `epochs`. Equal `steps` is "
+        "equal training for methods that see different numbers of frames (at equal epochs SF, which sees only "
+        "the HF frames, takes 2.5-4x fewer steps than MF: docs/benchmarks.md, 'Correction')",
+    )
     lr: float = Field(3e-4, gt=0, description="Adam learning rate (3e-4 suits fine-tuning pretrained CHGNet)")
     min_lr_factor: float = Field(0.05, gt=0, le=1, description="cosine schedule ends at lr × this")
     weight_decay: float = Field(0.0, ge=0)

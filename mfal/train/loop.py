@@ -39,6 +39,23 @@ class Stage:
     lr: float
 
 
+def epoch_size(n_frames: int, n_target: int, hf_oversample: float) -> int:
+    """Frames per epoch of :func:`epoch_order`: every frame once, the ``n_target`` target-fidelity frames
+    ``hf_oversample`` times (the fractional part as a random subset)."""
+    whole = int(math.floor(hf_oversample))
+    return n_frames + n_target * (whole - 1) + int(round((hf_oversample - whole) * n_target))
+
+
+def stage_epochs(config: TrainConfig, ds: FrameDataset) -> int:
+    """Epochs of a stage on ``ds``: ``config.epochs``, or with a step budget ``config.steps`` the epochs that
+    take at least that many optimizer steps (ceil(steps / batches per epoch))."""
+    if config.steps is None:
+        return config.epochs
+    size = epoch_size(len(ds), len(ds.indices_of(config.target_fidelity)), config.hf_oversample)
+    batches = max(math.ceil(size / config.batch_size), 1)
+    return math.ceil(config.steps / batches)
+
+
 def epoch_order(ds: FrameDataset, config: TrainConfig, epoch: int, stage: Stage) -> list[int]:
     """Frame order of one epoch (deterministic in seed, stage and epoch, so resuming repeats it)."""
     rng = np.random.default_rng([config.seed, epoch, ROLES.index(stage.role)])

@@ -30,7 +30,7 @@ from mfal.train.build import build_model, check_resume, model_from_state
 from mfal.train.config import COMPONENTS, TLConfig, TrainConfig
 from mfal.train.data import FrameDataset
 from mfal.train.evaluate import METRIC_KEYS, evaluate
-from mfal.train.loop import Stage, run_stage, trunk_frozen
+from mfal.train.loop import Stage, run_stage, stage_epochs, trunk_frozen
 from mfal.train.state import STATE_FILE, STATE_FORMAT, load_train_state, save_train_state, state_dict_copy
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def stages_of(config: TrainConfig, train: FrameDataset, val: FrameDataset) -> li
     pre-training on the LF fidelity, then HF fine-tuning (stage names = the fidelity names)."""
     tgt = config.target_fidelity
     if config.mode == "mf":
-        stages = [Stage("main", "main", train, val, tgt, config.epochs, config.lr)]
+        stages = [Stage("main", "main", train, val, tgt, stage_epochs(config, train), config.lr)]
         if config.head_warmup_epochs:
             stages.insert(0, Stage("heads", "heads", train, val, tgt, config.head_warmup_epochs, config.lr))
         hf_train = train.select_fidelity(tgt) if config.hf_finetune_epochs else None
@@ -85,15 +85,16 @@ def stages_of(config: TrainConfig, train: FrameDataset, val: FrameDataset) -> li
     if not len(hf_train):
         raise DataError(f"mode {config.mode!r} needs {tgt!r} training frames; the training set has none")
     if config.mode == "sf":
-        return [Stage("main", "main", hf_train, hf_val, tgt, config.epochs, config.lr)]
+        return [Stage("main", "main", hf_train, hf_val, tgt, stage_epochs(config, hf_train), config.lr)]
     lf = config.lf_fidelity
     lf_train, lf_val = train.select_fidelity(lf), val.select_fidelity(lf)
     if not len(lf_train):
         raise DataError(f"mode 'tl' needs {lf!r} training frames; the training set has none")
     lf_epochs = config.epochs if config.tl.lf_epochs is None else config.tl.lf_epochs
+    fine_lr = config.lr * config.tl.hf_lr_factor
     return [
         Stage(lf, "pre", lf_train, lf_val, lf, lf_epochs, config.lr),
-        Stage(tgt, "fine", hf_train, hf_val, tgt, config.epochs, config.lr * config.tl.hf_lr_factor),
+        Stage(tgt, "fine", hf_train, hf_val, tgt, stage_epochs(config, hf_train), fine_lr),
     ]
 
 

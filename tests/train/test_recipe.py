@@ -236,3 +236,43 @@ def test_training_with_gradient_projection_records_the_trunk_cosine(lf_frames, h
     assert -1.0 <= row["grad_cos_mean"] <= 1.0 and 0.0 <= row["projected_fraction"] <= 1.0
     plain = train_model(lf_frames[:4] + hf_frames[:4], hf_frames[-2:], cfg.model_copy(update={"lf_gradient_projection": False}))
     assert "grad_cos_mean" not in plain.history[0]
+
+
+def test_epoch_size_counts_oversampled_target_frames():
+    from mfal.train.loop import epoch_size
+
+    assert epoch_size(124, 50, 1.0) == 124
+    assert epoch_size(124, 50, 2.0) == 174
+    assert epoch_size(124, 50, 1.5) == 149  # the fractional part as a random subset of 25
+
+
+def test_equal_step_budget_gives_sf_more_epochs_than_mf(lf_frames, hf_frames):
+    """``steps``: the user's "train both equally". MF on 3 LF + 2 HF frames (batch 4: 2 batches per epoch) and SF
+    on the 2 HF frames (1 batch) get the same optimizer-step budget, so SF runs twice MF's epochs; without it
+    both run ``epochs``."""
+    from mfal.train.build import build_model
+    from mfal.train.data import FrameDataset
+    from mfal.train.trainer import stages_of
+
+    def main_epochs(**kw):
+        cfg = TrainConfig(epochs=3, **FAST, **kw)
+        model = build_model(cfg)
+        train = FrameDataset.build(lf_frames[:3] + hf_frames[:2], model, magnetic_fidelities=cfg.magnetic_fidelities)
+        val = FrameDataset.build(lf_frames[-1:] + hf_frames[-1:], model, magnetic_fidelities=cfg.magnetic_fidelities)
+        return [(s.name, s.epochs) for s in stages_of(cfg, train, val)]
+
+    assert main_epochs(mode="mf", steps=6) == [("main", 3)]
+    assert main_epochs(mode="sf", steps=6) == [("main", 6)]
+    assert main_epochs(mode="sf", steps=5) == [("main", 5)]
+    assert main_epochs(mode="mf", steps=5) == [("main", 3)]  # at least the budget: ceil(5 / 2)
+    assert main_epochs(mode="tl", steps=4) == [("lf", 3), ("hf", 4)]  # only the target stage follows the budget
+    assert main_epochs(mode="sf") == [("main", 3)]
+    assert TrainConfig().steps is None  # off by default
+
+
+def test_step_budget_trains_that_many_optimizer_steps(lf_frames, hf_frames):
+    """A real SF run with ``steps=3`` on 2 HF frames (batch 4) trains 3 epochs of one step each."""
+    cfg = TrainConfig(mode="sf", epochs=1, steps=3, lr=1e-3, **FAST)
+    _, snaps, res, _ = _train_with_snapshots(cfg, lf_frames, hf_frames)
+    assert [row["epoch"] for row in res.history] == [0, 1, 2]
+    assert len(snaps) == 3 and any(not torch.equal(snaps[0][k], snaps[2][k]) for k in snaps[0])
