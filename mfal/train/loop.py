@@ -39,11 +39,18 @@ class Stage:
     lr: float
 
 
+def oversample_counts(n_target: int, hf_oversample: float) -> tuple[int, int]:
+    """Per epoch, the extra whole repeats of the ``n_target`` target frames and the size of the extra random
+    subset (the fractional part of ``hf_oversample``)."""
+    whole = int(math.floor(hf_oversample))
+    return whole - 1, int(round((hf_oversample - whole) * n_target))
+
+
 def epoch_size(n_frames: int, n_target: int, hf_oversample: float) -> int:
     """Frames per epoch of :func:`epoch_order`: every frame once, the ``n_target`` target-fidelity frames
     ``hf_oversample`` times (the fractional part as a random subset)."""
-    whole = int(math.floor(hf_oversample))
-    return n_frames + n_target * (whole - 1) + int(round((hf_oversample - whole) * n_target))
+    reps, n_extra = oversample_counts(n_target, hf_oversample)
+    return n_frames + n_target * reps + n_extra
 
 
 def stage_epochs(config: TrainConfig, ds: FrameDataset) -> int:
@@ -63,9 +70,8 @@ def epoch_order(ds: FrameDataset, config: TrainConfig, epoch: int, stage: Stage)
     factor = config.hf_oversample
     if factor > 1.0:
         hf = ds.indices_of(config.target_fidelity)
-        reps = int(math.floor(factor)) - 1
+        reps, n_extra = oversample_counts(len(hf), factor)
         order += hf * reps
-        n_extra = int(round((factor - math.floor(factor)) * len(hf)))
         if n_extra:
             order += [int(i) for i in rng.choice(hf, size=n_extra, replace=False)]
     return [order[i] for i in rng.permutation(len(order))]
