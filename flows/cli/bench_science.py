@@ -57,8 +57,9 @@ def science_cmd(
     preset_name: str = typer.Option(
         "full",
         "--preset",
-        help="quick, full (≈ 2 h, warm start), scratch (≈ 75 CPU-min, random init), paper (the whole grid) or "
-        "recipe (the training-recipe comparison on the realistic pair)",
+        help="quick, full (≈ 2 h, warm start), scratch (≈ 75 CPU-min, random init), paper (the whole grid), "
+        "recipe (the training-recipe comparison on the realistic pair) or converge (every method to its own "
+        "convergence on a 300-structure realistic pool: a GPU node)",
     ),
     pair: str | None = typer.Option(
         None, "--pair", help="teacher pair: chgnet-020-030 (default, close) or realistic (CP2K-like gap)"

@@ -89,7 +89,7 @@ class ScienceConfig(BaseModel):
         return self
 
 
-PRESETS = ("quick", "full", "scratch", "paper", "recipe")
+PRESETS = ("quick", "full", "scratch", "paper", "recipe", "converge")
 
 #: the recipe variants compared by ``--preset recipe`` (TrainConfig overrides of today's defaults). The
 #: variants measured before ``lf_frame_weight`` became 0.25 pin it to 1 (``_W1``), so they reproduce the rows of
@@ -129,6 +129,11 @@ def preset(name: str) -> ScienceConfig:
       ``MF-F`` = today's; add others with ``--methods``), 16 epochs (4 and 8 left SF under-trained — at a fixed
       epoch count SF takes fewer optimizer steps than MF, which also sees the LF frames: docs/benchmarks.md), one
       seed (``--seeds 3`` for claims).
+    * ``converge``: the decisive warm-start comparison for a GPU node: every method trained to *its own*
+      convergence (≤ 80 epochs, early stopping on 20 HF val structures, patience 10) on a 300-structure
+      realistic pool (40 HF test), 240 LF frames, HF 25/50/100, SF, TL, MF-F, 3 seeds. At equal steps MF-F
+      sees each HF frame 5–6× less often than SF (docs/benchmarks.md, "More LF structures"); this preset
+      removes that handicap. ≈ 50 core-hours on this CPU (MF-F ≈ 2500 steps per point).
     * ``paper``: the issue's whole grid (HF 25–400, both starts, 7 ablation subsets, 3 seeds, 30/60 epochs,
       all LF frames): tens of core-hours, for a GPU node or a cluster allocation.
     """
@@ -187,6 +192,24 @@ def preset(name: str) -> ScienceConfig:
             epochs=16,
             patience=None,
             lf_max=100,
+            variants=RECIPE_VARIANTS,
+        )
+    if name == "converge":
+        return ScienceConfig(
+            name="converge",
+            pair="realistic",
+            n_structures=300,
+            n_test=40,
+            n_val=20,
+            hf_sizes=[25, 50, 100],
+            methods=["SF", "TL", "MF-F"],
+            ablation=[],
+            ablation_sizes=[],
+            starts=["pretrained"],
+            seeds=3,
+            epochs=80,
+            patience=10,
+            lf_max=240,
             variants=RECIPE_VARIANTS,
         )
     if name == "paper":
