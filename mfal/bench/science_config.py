@@ -176,8 +176,8 @@ def preset(name: str) -> ScienceConfig:
             scratch_epochs=20,
             lf_max=100,
         )
-    if name == "recipe":
-        return ScienceConfig(
+    if name in ("recipe", "converge"):
+        recipe = ScienceConfig(
             name="recipe",
             pair="realistic",
             n_structures=100,
@@ -194,23 +194,11 @@ def preset(name: str) -> ScienceConfig:
             lf_max=100,
             variants=RECIPE_VARIANTS,
         )
-    if name == "converge":
-        return ScienceConfig(
-            name="converge",
-            pair="realistic",
-            n_structures=300,
-            n_test=40,
-            n_val=20,
-            hf_sizes=[25, 50, 100],
-            methods=["SF", "TL", "MF-F"],
-            ablation=[],
-            ablation_sizes=[],
-            starts=["pretrained"],
-            seeds=3,
-            epochs=80,
-            patience=10,
-            lf_max=240,
-            variants=RECIPE_VARIANTS,
+        if name == "recipe":
+            return recipe
+        converge = dict(n_structures=300, n_test=40, n_val=20, hf_sizes=[25, 50, 100], lf_max=240)
+        return recipe.model_copy(
+            update=dict(name=name, methods=["SF", "TL", "MF-F"], seeds=3, epochs=80, patience=10, **converge)
         )
     if name == "paper":
         return ScienceConfig(name="paper", al=ALConfig(sizes=[25, 50, 100, 200]))
