@@ -110,6 +110,7 @@ RECIPE_VARIANTS: dict[str, dict[str, Any]] = {
     "lfw25+ft4": {"lf_frame_weight": 0.25, "hf_finetune_epochs": 4},
     "e8": {"epochs": 8},
     "e16": {"epochs": 16},  # = the recipe preset since 2026-12-02 (the 8-epoch rows ran it as --variant)
+    "o4": {"hf_oversample": 4.0},  # today's recipe + HF 4x per epoch: 1.46 -> 1.12 x SF at 274 LF / 50 HF, 448 steps
     "pcg": {"lf_gradient_projection": True},  # today's default + trunk-gradient projection
     "pcg+lf100": {"lf_gradient_projection": True, **_W1},
 }
@@ -131,9 +132,9 @@ def preset(name: str) -> ScienceConfig:
       seed (``--seeds 3`` for claims).
     * ``converge``: the decisive warm-start comparison for a GPU node: every method trained to *its own*
       convergence (≤ 80 epochs, early stopping on 20 HF val structures, patience 10) on a 300-structure
-      realistic pool (40 HF test), 240 LF frames, HF 25/50/100, SF, TL, MF-F, 3 seeds. At equal steps MF-F
-      sees each HF frame 5–6× less often than SF (docs/benchmarks.md, "More LF structures"); this preset
-      removes that handicap. ≈ 50 core-hours on this CPU (MF-F ≈ 2500 steps per point).
+      realistic pool (40 HF test), 240 LF frames, HF 25/50/100, SF, TL, MF-F and MF-F:o4 (HF 4× per
+      epoch), 3 seeds. At equal steps MF-F sees each HF frame 5–6× less often than SF (docs/benchmarks.md,
+      "More LF structures"); this preset removes that handicap. ≈ 50 core-hours on this CPU (MF-F ≈ 2500 steps per point).
     * ``paper``: the issue's whole grid (HF 25–400, both starts, 7 ablation subsets, 3 seeds, 30/60 epochs,
       all LF frames): tens of core-hours, for a GPU node or a cluster allocation.
     """
@@ -198,7 +199,9 @@ def preset(name: str) -> ScienceConfig:
             return recipe
         converge = dict(n_structures=300, n_test=40, n_val=20, hf_sizes=[25, 50, 100], lf_max=240)
         return recipe.model_copy(
-            update=dict(name=name, methods=["SF", "TL", "MF-F"], seeds=3, epochs=80, patience=10, **converge)
+            update=dict(
+                name=name, methods=["SF", "TL", "MF-F", "MF-F:o4"], seeds=3, epochs=80, patience=10, **converge
+            )
         )
     if name == "paper":
         return ScienceConfig(name="paper", al=ALConfig(sizes=[25, 50, 100, 200]))
