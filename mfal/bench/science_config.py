@@ -110,7 +110,7 @@ RECIPE_VARIANTS: dict[str, dict[str, Any]] = {
     "lfw25+ft4": {"lf_frame_weight": 0.25, "hf_finetune_epochs": 4},
     "e8": {"epochs": 8},
     "e16": {"epochs": 16},  # = the recipe preset since 2026-12-02 (the 8-epoch rows ran it as --variant)
-    "o4": {"hf_oversample": 4.0},  # today's recipe + HF 4x per epoch: 1.46 -> 1.12 x SF at 274 LF / 50 HF, 448 steps
+    "o4": {"hf_oversample": 4.0},  # + HF 4x per epoch: 1.46 -> 1.12 x SF at 274 LF / 50 HF, 448 steps
     "pcg": {"lf_gradient_projection": True},  # today's default + trunk-gradient projection
     "pcg+lf100": {"lf_gradient_projection": True, **_W1},
 }
@@ -134,7 +134,8 @@ def preset(name: str) -> ScienceConfig:
       convergence (≤ 80 epochs, early stopping on 20 HF val structures, patience 10) on a 300-structure
       realistic pool (40 HF test), 240 LF frames, HF 25/50/100, SF, TL, MF-F and MF-F:o4 (HF 4× per
       epoch), 3 seeds. At equal steps MF-F sees each HF frame 5–6× less often than SF (docs/benchmarks.md,
-      "More LF structures"); this preset removes that handicap. ≈ 50 core-hours on this CPU (MF-F ≈ 2500 steps per point).
+      "More LF structures"); this preset removes that handicap. ≈ 50 core-hours on this CPU (MF-F ≈ 2500
+      steps per point).
     * ``paper``: the issue's whole grid (HF 25–400, both starts, 7 ablation subsets, 3 seeds, 30/60 epochs,
       all LF frames): tens of core-hours, for a GPU node or a cluster allocation.
     """
