@@ -198,12 +198,11 @@ def preset(name: str) -> ScienceConfig:
         )
         if name == "recipe":
             return recipe
-        converge = dict(n_structures=300, n_test=40, n_val=20, hf_sizes=[25, 50, 100], lf_max=240)
-        return recipe.model_copy(
-            update=dict(
-                name=name, methods=["SF", "TL", "MF-F", "MF-F:o4"], seeds=3, epochs=80, patience=10, **converge
-            )
+        converge = dict(
+            name=name, n_structures=300, n_test=40, n_val=20, hf_sizes=[25, 50, 100], lf_max=240,
+            methods=["SF", "TL", "MF-F", "MF-F:o4"], seeds=3, epochs=80, patience=10,
         )
+        return ScienceConfig.model_validate({**recipe.model_dump(), **converge})  # validated, unlike model_copy
     if name == "paper":
         return ScienceConfig(name="paper", al=ALConfig(sizes=[25, 50, 100, 200]))
     raise ConfigError(f"preset={name!r} not in {list(PRESETS)}")
