@@ -16,6 +16,13 @@ UNITS = {
 }
 
 
+ZERO_SHOT_E_OTHER_ZERO_MEV = 1000.0  # meV/atom: beyond this the labels use another energy zero
+ZERO_SHOT_E_NOTE = (
+    " (E: the labels' energy zero differs from CHGNet's, e.g. CP2K total energies; trained models refit AtomRef, "
+    "the zero-shot model cannot, so its E is not comparable)"
+)
+
+
 def _fmt(mean: float | None, std: float | None = None, digits: int = 1) -> str:
     if mean is None or not math.isfinite(mean):
         return "–"
@@ -173,6 +180,7 @@ def markdown_tables(result: dict[str, Any]) -> str:
     lines.append(
         f"Pool: {pool['n_pool_hf']} HF / {pool['n_pool_lf']} LF pool frames (LF used: {pool['n_lf_used']}), "
         f"{pool['n_val']} val, {pool['n_test']} HF test structures (never trained on)."
+        + (" No validation frames: each run keeps its lowest-training-loss epoch." if pool["n_val"] == 0 else "")
     )
     for start, methods in result["learning_curves"].items():
         lines.append("")
@@ -194,12 +202,16 @@ def markdown_tables(result: dict[str, Any]) -> str:
         tl = result.get("mf_over_tl_force_mae_by_start", {}).get(start, {})
         cells = ", ".join(f"{n}: {r:.2f}" for n, r in sorted(ratios.items(), key=lambda t: int(t[0])))
         cells_tl = ", ".join(f"{n}: {r:.2f}" for n, r in sorted(tl.items(), key=lambda t: int(t[0])))
-        lines.append(f"- {start}: MF-F / SF force MAE {{{cells}}}; MF-F / TL {{{cells_tl or '–'}}}")
+        lines.append(f"- {start}: MF-F / SF force MAE {{{cells or '–'}}}; MF-F / TL {{{cells_tl or '–'}}}")
+        for method, v in result.get("variant_over_sf_force_mae_by_start", {}).get(start, {}).items():
+            cells_v = ", ".join(f"{n}: {r:.2f}" for n, r in sorted(v["by_n"].items(), key=lambda t: int(t[0])))
+            lines.append(f"- {start}: {method} / {v['over']} force MAE {{{cells_v}}}")
     zs = result.get("warm_start", {}).get("zero_shot_hf_test")
     if zs:
         lines.append(
             f"- zero-shot warm-start model (CHGNet {result['warm_start']['version']}, no training) on the HF test: "
             f"E {_fmt(zs['e_mae_mev_atom'])} meV/atom, F {_fmt(zs['f_mae_mev_ang'])} meV/Å"
+            + (ZERO_SHOT_E_NOTE if zs["e_mae_mev_atom"] > ZERO_SHOT_E_OTHER_ZERO_MEV else "")
         )
     if result.get("al_curve"):
         lines.append("")

@@ -95,6 +95,7 @@ def train_models(
         "time_s": time.perf_counter() - t0,
         "best_epoch": first.best_epoch,
         "epochs_run": len(first.history),
+        "n_lf": len(train_idx) - len(hf_idx),
     }
     return [r.model for r in results], info
 
@@ -120,6 +121,5 @@ def run_point(ctx: Context, method: str, start: str, n_hf: int, seed: int) -> di
         **hf_test_metrics(ctx, model),
         **info,
     }
-    row["n_lf"] = 0 if method == "SF" else len(ctx.lf_train())
     log.info("science %s/%s n_hf=%d seed=%d: F %.1f meV/Å", start, method, n_hf, seed, row["f_mae_mev_ang"])
     return row

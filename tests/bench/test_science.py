@@ -182,6 +182,9 @@ def test_quick_cli_json(tmp_path):
         point = curves[method]["50"]
         for key in ("e_mae_mev_atom_mean", "f_mae_mev_ang_mean", "s_mae_gpa_mean", "m_mae_mub_mean"):
             assert math.isfinite(point[key]) and point[key] >= 0
+    # each row says how many LF frames it really trained on: none for SF, the pool's LF for MF
+    n_lf = {r["method"]: r["n_lf"] for r in result["rows"]}
+    assert n_lf["SF"] == 0 and n_lf["MF-F"] == result["pool"]["n_lf_used"] > 0
     # AL keys exist; a None means "not reached within the AL sizes" and then the curve says why
     for key in ("al_hf_labels_to_match_sf_all", "al_cost_fraction_to_match_sf_all"):
         assert key in result

@@ -126,3 +126,39 @@ def test_mf_over_sf_target_is_judged_at_25_hf_too():
     checks = {c["target"]: c for c in target_checks(_result(rows))}
     at25 = checks["pretrained: MF-F / SF force MAE at 25 HF ≤ 0.7"]
     assert at25["met"] is False and at25["margin"] == pytest.approx(0.1)
+
+
+def test_recipe_variants_are_compared_with_their_sf_partner_in_json_and_report():
+    """A run of variants only (``--methods SF:s80,MF-F:s80,MF-F:o4s80``) still reports MF / SF ratios: each MF
+    variant over ``SF:<same variant>``, else plain SF, else the run's only SF variant."""
+    from mfal.bench.science_report import markdown_tables
+    from mfal.bench.science_results import curve_ratios, sf_partner
+
+    rows = [
+        _row("SF:s80", "pretrained", 12, 200.0),
+        _row("MF-F:s80", "pretrained", 12, 220.0),
+        _row("MF-F:o4s80", "pretrained", 12, 180.0),
+    ]
+    agg = aggregate(rows)
+    ratios = curve_ratios(agg, ["pretrained"])
+    assert ratios["mf_over_sf_force_mae"] == {}  # plain MF-F / SF: not in this run
+    by_variant = ratios["variant_over_sf_force_mae_by_start"]["pretrained"]
+    assert by_variant["MF-F:s80"] == {"over": "SF:s80", "by_n": {"12": pytest.approx(1.1)}}
+    assert by_variant["MF-F:o4s80"] == {"over": "SF:s80", "by_n": {"12": pytest.approx(0.9)}}
+    assert sf_partner("MF-F:o4", ["SF", "SF:o4", "MF-F:o4"]) == "SF:o4"
+    assert sf_partner("MF-F:o4", ["SF", "SF:s80"]) == "SF"
+    assert sf_partner("MF-F:o4", ["SF:a", "SF:b"]) is None  # ambiguous: no ratio rather than a wrong one
+
+    pool = {"n_pool_hf": 20, "n_pool_lf": 20, "n_lf_used": 20, "n_val": 0, "n_test": 5}
+    zero_shot = {"e_mae_mev_atom": 764126.8, "f_mae_mev_ang": 408.0}  # CP2K total energies vs CHGNet's zero
+    result = {
+        **_result(rows, **ratios),
+        "labels": "replay pairs.extxyz (cp2k)",
+        "pool": pool,
+        "warm_start": {"version": "r2scan", "zero_shot_hf_test": zero_shot},
+    }
+    md = markdown_tables(result)
+    assert "its E is not comparable" in md
+    assert "No validation frames: each run keeps its lowest-training-loss epoch." in md
+    assert "MF-F / SF force MAE {–}" in md
+    assert "MF-F:o4s80 / SF:s80 force MAE {12: 0.90}" in md
