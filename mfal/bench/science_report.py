@@ -203,9 +203,10 @@ def markdown_tables(result: dict[str, Any]) -> str:
         cells = ", ".join(f"{n}: {r:.2f}" for n, r in sorted(ratios.items(), key=lambda t: int(t[0])))
         cells_tl = ", ".join(f"{n}: {r:.2f}" for n, r in sorted(tl.items(), key=lambda t: int(t[0])))
         lines.append(f"- {start}: MF-F / SF force MAE {{{cells or '–'}}}; MF-F / TL {{{cells_tl or '–'}}}")
-        for method, v in result.get("variant_over_sf_force_mae_by_start", {}).get(start, {}).items():
-            cells_v = ", ".join(f"{n}: {r:.2f}" for n, r in sorted(v["by_n"].items(), key=lambda t: int(t[0])))
-            lines.append(f"- {start}: {method} / {v['over']} force MAE {{{cells_v}}}")
+        for key in ("variant_over_sf_force_mae_by_start", "variant_over_tl_force_mae_by_start"):
+            for method, v in result.get(key, {}).get(start, {}).items():
+                cells_v = ", ".join(f"{n}: {r:.2f}" for n, r in sorted(v["by_n"].items(), key=lambda t: int(t[0])))
+                lines.append(f"- {start}: {method} / {v['over']} force MAE {{{cells_v}}}")
     zs = result.get("warm_start", {}).get("zero_shot_hf_test")
     if zs:
         lines.append(

@@ -49,30 +49,32 @@ def curve_ratios(agg: dict, starts: Sequence[str]) -> dict[str, Any]:
         "mf_over_sf_force_mae_by_start": {s: _ratio(agg, s, "MF-F", "SF") for s in starts},
         "mf_over_tl_force_mae_by_start": {s: _ratio(agg, s, "MF-F", "TL") for s in starts},
         "variant_over_sf_force_mae_by_start": {s: variant_ratios(agg, s) for s in starts},
+        "variant_over_tl_force_mae_by_start": {s: variant_ratios(agg, s, base="TL") for s in starts},
     }
 
 
-def sf_partner(method: str, methods: Sequence[str]) -> str | None:
-    """The SF method an MF method (``MF-F``, ``MF-F:o4s80``, ``MF-C`` ...) is compared with.
+def sf_partner(method: str, methods: Sequence[str], base: str = "SF") -> str | None:
+    """The SF (or ``base``, e.g. TL) method an MF method (``MF-F``, ``MF-F:o4s80``, ``MF-C`` ...) is compared with.
 
     ``SF:<variant>`` when the run has it, else plain ``SF``, else the run's only SF variant; None otherwise.
     """
     variant = method.split(":", 1)[1] if ":" in method else None
-    sfs = [m for m in methods if m == "SF" or m.startswith("SF:")]
-    for cand in ([f"SF:{variant}"] if variant else []) + ["SF"]:
-        if cand in sfs:
+    bases = [m for m in methods if m == base or m.startswith(f"{base}:")]
+    for cand in ([f"{base}:{variant}"] if variant else []) + [base]:
+        if cand in bases:
             return cand
-    return sfs[0] if len(sfs) == 1 else None
+    return bases[0] if len(bases) == 1 else None
 
 
-def variant_ratios(agg: dict, start: str) -> dict[str, dict[str, Any]]:
-    """Every MF method's force MAE over its SF partner (:func:`sf_partner`), keyed by HF size."""
+def variant_ratios(agg: dict, start: str, base: str = "SF") -> dict[str, dict[str, Any]]:
+    """Every MF method's force MAE over its SF (or ``base``) partner (:func:`sf_partner`), keyed by HF size;
+    plain MF-F over plain SF / TL is ``mf_over_sf`` / ``mf_over_tl`` already."""
     methods = sorted(agg.get(start, {}))
     out: dict[str, dict[str, Any]] = {}
     for m in methods:
-        if not m.startswith("MF-") or m == "MF-F":
+        if not m.startswith("MF-") or m == "MF-F" and (base in methods):
             continue
-        partner = sf_partner(m, methods)
+        partner = sf_partner(m, methods, base)
         if partner is not None and (r := _ratio(agg, start, m, partner)):
             out[m] = {"over": partner, "by_n": r}
     return out

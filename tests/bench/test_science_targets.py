@@ -162,3 +162,27 @@ def test_recipe_variants_are_compared_with_their_sf_partner_in_json_and_report()
     assert "No validation frames: each run keeps its lowest-training-loss epoch." in md
     assert "MF-F / SF force MAE {–}" in md
     assert "MF-F:o4s80 / SF:s80 force MAE {12: 0.90}" in md
+
+
+def test_recipe_variants_are_also_compared_with_their_tl_partner():
+    """``--methods SF:s80,MF-F:o4s80,TL:s80`` (the equal-steps TL comparison) reports MF-F:o4s80 / TL:s80 in the
+    JSON and the report; a run without TL has no TL ratios."""
+    from mfal.bench.science_report import markdown_tables
+    from mfal.bench.science_results import curve_ratios, sf_partner
+
+    rows = [
+        _row("SF:s80", "pretrained", 12, 200.0),
+        _row("TL:s80", "pretrained", 12, 250.0),
+        _row("MF-F:o4s80", "pretrained", 12, 200.0),
+    ]
+    ratios = curve_ratios(aggregate(rows), ["pretrained"])
+    by_tl = ratios["variant_over_tl_force_mae_by_start"]["pretrained"]
+    assert by_tl == {"MF-F:o4s80": {"over": "TL:s80", "by_n": {"12": pytest.approx(0.8)}}}
+    assert ratios["variant_over_sf_force_mae_by_start"]["pretrained"]["MF-F:o4s80"]["over"] == "SF:s80"
+    assert sf_partner("MF-F:o4", ["SF", "TL", "TL:o4"], base="TL") == "TL:o4"
+    pool = {"n_pool_hf": 20, "n_pool_lf": 20, "n_lf_used": 20, "n_val": 0, "n_test": 5}
+    md = markdown_tables({**_result(rows, **ratios), "labels": "replay pairs.extxyz (cp2k)", "pool": pool})
+    assert "MF-F:o4s80 / TL:s80 force MAE {12: 0.80}" in md
+
+    no_tl = curve_ratios(aggregate(rows[:1] + rows[2:]), ["pretrained"])
+    assert no_tl["variant_over_tl_force_mae_by_start"]["pretrained"] == {}
