@@ -72,7 +72,7 @@ def variant_ratios(agg: dict, start: str, base: str = "SF") -> dict[str, dict[st
     methods = sorted(agg.get(start, {}))
     out: dict[str, dict[str, Any]] = {}
     for m in methods:
-        if not m.startswith("MF-") or m == "MF-F" and (base in methods):
+        if not m.startswith("MF-") or (m == "MF-F" and base in methods):
             continue
         partner = sf_partner(m, methods, base)
         if partner is not None and (r := _ratio(agg, start, m, partner)):
