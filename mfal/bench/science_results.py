@@ -53,10 +53,11 @@ def curve_ratios(agg: dict, starts: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def sf_partner(method: str, methods: Sequence[str], base: str = "SF") -> str | None:
-    """The SF (or ``base``, e.g. TL) method an MF method (``MF-F``, ``MF-F:o4s80``, ``MF-C`` ...) is compared with.
+def partner_of(method: str, methods: Sequence[str], base: str = "SF") -> str | None:
+    """The ``base`` method (SF or TL) an MF method (``MF-F``, ``MF-F:o4s80``, ``MF-C`` ...) is compared with.
 
-    ``SF:<variant>`` when the run has it, else plain ``SF``, else the run's only SF variant; None otherwise.
+    ``<base>:<variant>`` when the run has it, else plain ``<base>``, else the run's only ``<base>`` variant;
+    None otherwise.
     """
     variant = method.split(":", 1)[1] if ":" in method else None
     bases = [m for m in methods if m == base or m.startswith(f"{base}:")]
@@ -67,14 +68,14 @@ def sf_partner(method: str, methods: Sequence[str], base: str = "SF") -> str | N
 
 
 def variant_ratios(agg: dict, start: str, base: str = "SF") -> dict[str, dict[str, Any]]:
-    """Every MF method's force MAE over its SF (or ``base``) partner (:func:`sf_partner`), keyed by HF size;
-    plain MF-F over plain SF / TL is ``mf_over_sf`` / ``mf_over_tl`` already."""
+    """Every MF method's force MAE over its ``base`` partner (:func:`partner_of`), keyed by HF size; plain MF-F
+    only when the run has no plain ``base`` (MF-F / SF and MF-F / TL are ``mf_over_sf`` / ``mf_over_tl``)."""
     methods = sorted(agg.get(start, {}))
     out: dict[str, dict[str, Any]] = {}
     for m in methods:
         if not m.startswith("MF-") or (m == "MF-F" and base in methods):
             continue
-        partner = sf_partner(m, methods, base)
+        partner = partner_of(m, methods, base)
         if partner is not None and (r := _ratio(agg, start, m, partner)):
             out[m] = {"over": partner, "by_n": r}
     return out

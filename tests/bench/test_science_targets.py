@@ -128,11 +128,11 @@ def test_mf_over_sf_target_is_judged_at_25_hf_too():
     assert at25["met"] is False and at25["margin"] == pytest.approx(0.1)
 
 
-def test_recipe_variants_are_compared_with_their_sf_partner_in_json_and_report():
+def test_recipe_variants_are_compared_with_their_partner_of_in_json_and_report():
     """A run of variants only (``--methods SF:s80,MF-F:s80,MF-F:o4s80``) still reports MF / SF ratios: each MF
     variant over ``SF:<same variant>``, else plain SF, else the run's only SF variant."""
     from mfal.bench.science_report import markdown_tables
-    from mfal.bench.science_results import curve_ratios, sf_partner
+    from mfal.bench.science_results import curve_ratios, partner_of
 
     rows = [
         _row("SF:s80", "pretrained", 12, 200.0),
@@ -145,9 +145,9 @@ def test_recipe_variants_are_compared_with_their_sf_partner_in_json_and_report()
     by_variant = ratios["variant_over_sf_force_mae_by_start"]["pretrained"]
     assert by_variant["MF-F:s80"] == {"over": "SF:s80", "by_n": {"12": pytest.approx(1.1)}}
     assert by_variant["MF-F:o4s80"] == {"over": "SF:s80", "by_n": {"12": pytest.approx(0.9)}}
-    assert sf_partner("MF-F:o4", ["SF", "SF:o4", "MF-F:o4"]) == "SF:o4"
-    assert sf_partner("MF-F:o4", ["SF", "SF:s80"]) == "SF"
-    assert sf_partner("MF-F:o4", ["SF:a", "SF:b"]) is None  # ambiguous: no ratio rather than a wrong one
+    assert partner_of("MF-F:o4", ["SF", "SF:o4", "MF-F:o4"]) == "SF:o4"
+    assert partner_of("MF-F:o4", ["SF", "SF:s80"]) == "SF"
+    assert partner_of("MF-F:o4", ["SF:a", "SF:b"]) is None  # ambiguous: no ratio rather than a wrong one
 
     pool = {"n_pool_hf": 20, "n_pool_lf": 20, "n_lf_used": 20, "n_val": 0, "n_test": 5}
     zero_shot = {"e_mae_mev_atom": 764126.8, "f_mae_mev_ang": 408.0}  # CP2K total energies vs CHGNet's zero
@@ -168,7 +168,7 @@ def test_recipe_variants_are_also_compared_with_their_tl_partner():
     """``--methods SF:s80,MF-F:o4s80,TL:s80`` (the equal-steps TL comparison) reports MF-F:o4s80 / TL:s80 in the
     JSON and the report; a run without TL has no TL ratios."""
     from mfal.bench.science_report import markdown_tables
-    from mfal.bench.science_results import curve_ratios, sf_partner
+    from mfal.bench.science_results import curve_ratios, partner_of
 
     rows = [
         _row("SF:s80", "pretrained", 12, 200.0),
@@ -179,10 +179,16 @@ def test_recipe_variants_are_also_compared_with_their_tl_partner():
     by_tl = ratios["variant_over_tl_force_mae_by_start"]["pretrained"]
     assert by_tl == {"MF-F:o4s80": {"over": "TL:s80", "by_n": {"12": pytest.approx(0.8)}}}
     assert ratios["variant_over_sf_force_mae_by_start"]["pretrained"]["MF-F:o4s80"]["over"] == "SF:s80"
-    assert sf_partner("MF-F:o4", ["SF", "TL", "TL:o4"], base="TL") == "TL:o4"
+    assert partner_of("MF-F:o4", ["SF", "TL", "TL:o4"], base="TL") == "TL:o4"
     pool = {"n_pool_hf": 20, "n_pool_lf": 20, "n_lf_used": 20, "n_val": 0, "n_test": 5}
     md = markdown_tables({**_result(rows, **ratios), "labels": "replay pairs.extxyz (cp2k)", "pool": pool})
     assert "MF-F:o4s80 / TL:s80 force MAE {12: 0.80}" in md
 
     no_tl = curve_ratios(aggregate(rows[:1] + rows[2:]), ["pretrained"])
     assert no_tl["variant_over_tl_force_mae_by_start"]["pretrained"] == {}
+
+    # plain MF-F with only a TL variant (no plain TL, so no mf_over_tl): compared with that variant
+    plain = curve_ratios(aggregate([_row("TL:s80", "pretrained", 12, 250.0), _row("MF-F", "pretrained", 12, 225.0)]),
+                         ["pretrained"])  # fmt: skip
+    assert plain["mf_over_tl_force_mae_by_start"]["pretrained"] == {}
+    assert plain["variant_over_tl_force_mae_by_start"]["pretrained"]["MF-F"]["over"] == "TL:s80"
